@@ -1,0 +1,40 @@
+# Two commands for a new user:  `make train` (the main job) and `make test`.
+# Both create .venv on first use and reuse it afterwards.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+AGENT   ?= dqn
+ENV     ?= Pong
+ARGS    ?=
+
+.PHONY: train supervised test lint benchmark clean-venv
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@# Without an NVIDIA GPU, take the small CPU build of torch (pip finds it on local disk where it
+	@# lies there); with one, let pip pick its default CUDA build through the project's dependencies.
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+		$(BIN)/pip install --quiet "torch==2.13.0" 2>/dev/null || true; fi
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/python scripts/train.py $(AGENT) --env $(ENV) $(ARGS)
+
+supervised: $(STAMP)
+	$(BIN)/python scripts/supervised.py $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+benchmark: $(STAMP)
+	$(BIN)/python -m pytest -q -m benchmark $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
