@@ -1,4 +1,4 @@
-# Two commands for a new user:  `make train` (the main job) and `make test`.
+# Two commands for a new user:  `make run` (the main job) and `make test`.
 # Both create .venv on first use and reuse it afterwards.
 PY      ?= python3
 VENV    := .venv
@@ -8,7 +8,7 @@ AGENT   ?= dqn
 ENV     ?= Pong
 ARGS    ?=
 
-.PHONY: train supervised test lint benchmark clean-venv
+.PHONY: run train supervised test lint benchmark clean-venv
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 		$(BIN)/pip install --quiet "torch==2.13.0" 2>/dev/null || true; fi
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# The main job: the supervised digits demo of nets/ (becomes Pong training once an agent lands).
+run: supervised
 
 train: $(STAMP)
 	$(BIN)/python scripts/train.py $(AGENT) --env $(ENV) $(ARGS)

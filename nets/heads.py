@@ -1,0 +1,76 @@
+"""Heads that turn backbone features into Q-values, policies and values."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+from nets.layers import orthogonal_
+
+
+class QHead(nn.Module):
+    """Q-values for each action; `dueling=True` splits value and advantage (Wang et al. 2016, eq. 9)."""
+
+    def __init__(self, in_dim: int, num_actions: int, *, dueling: bool = False, hidden: int = 0) -> None:
+        super().__init__()
+        self.dueling = dueling
+
+        def stream(out: int) -> nn.Module:
+            if hidden:
+                return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out))
+            return nn.Linear(in_dim, out)
+
+        self.advantage = orthogonal_(stream(num_actions), gain=1.0)
+        self.value = orthogonal_(stream(1), gain=1.0) if dueling else None
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        adv = self.advantage(features)  # (B, A)
+        if self.value is None:
+            return adv
+        # Subtracting the mean advantage makes V and A identifiable without changing the greedy action.
+        return self.value(features) + adv - adv.mean(dim=-1, keepdim=True)
+
+
+class CategoricalPolicyHead(nn.Module):
+    """Logits over discrete actions; small init (gain 0.01) keeps the first policy near uniform."""
+
+    def __init__(self, in_dim: int, num_actions: int) -> None:
+        super().__init__()
+        self.logits = orthogonal_(nn.Linear(in_dim, num_actions), gain=0.01)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.logits(features)
+
+    def distribution(self, features: torch.Tensor) -> Categorical:
+        return Categorical(logits=self.forward(features))
+
+
+class ValueHead(nn.Module):
+    """A scalar state value per input."""
+
+    def __init__(self, in_dim: int) -> None:
+        super().__init__()
+        self.value = orthogonal_(nn.Linear(in_dim, 1), gain=1.0)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.value(features).squeeze(-1)
+
+
+class BackboneWithHead(nn.Module):
+    """backbone -> head as a plain `model(x)`, for supervised training with `fit`.
+
+    `sequence=True` reads batch-first sequences (B, T, ...) through a recurrent backbone and keeps the
+    last step's features, e.g. an 8x8 digit read row by row.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, *, sequence: bool = False) -> None:
+        super().__init__()
+        self.backbone, self.head, self.sequence = backbone, head, sequence
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.sequence:
+            features, _ = self.backbone(x.transpose(0, 1))  # (T, B, H)
+            return self.head(features[-1])
+        features, _ = self.backbone(x)
+        return self.head(features)

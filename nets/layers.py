@@ -1,0 +1,44 @@
+"""Small building blocks: orthogonal init and input checking shared by the backbones."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+RELU_GAIN = math.sqrt(2.0)  # He-style gain for ReLU layers, as in the baselines' orthogonal init
+
+
+def orthogonal_(module: nn.Module, gain: float = RELU_GAIN) -> nn.Module:
+    """Orthogonal weights and zero biases on every Linear/Conv layer of `module` (Saxe et al. 2014)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear | nn.Conv2d):
+            nn.init.orthogonal_(m.weight, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
+def check_obs(name: str, obs: torch.Tensor, obs_shape: tuple[int, ...], lead_dims: int = 1) -> None:
+    """Fail with a message naming the expected and the received shape/dtype, before any maths runs."""
+    expected = ("B",) * lead_dims + tuple(obs_shape)
+    shape_ok = obs.ndim == lead_dims + len(obs_shape) and tuple(obs.shape[lead_dims:]) == tuple(obs_shape)
+    dtype_ok = obs.dtype == torch.uint8 or obs.is_floating_point()
+    if not (shape_ok and dtype_ok):
+        raise ValueError(
+            f"{name} expects observations of shape {_fmt(expected)} (uint8 pixels or float), "
+            f"received shape {tuple(obs.shape)} {str(obs.dtype).removeprefix('torch.')}; "
+            f"check the env's observation space or build {name} with obs_shape={tuple(obs.shape[lead_dims:])}"
+        )
+
+
+def _fmt(shape: tuple) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def to_float(obs: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels become [0, 1] floats here, on the device, so buffers and transfers stay 4x smaller."""
+    if obs.dtype == torch.uint8:
+        return obs.float().div_(255.0)
+    return obs.float()

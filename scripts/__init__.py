@@ -1,0 +1,1 @@
+"""Command-line programs users run (train, watch, evaluate, benchmark, supervised) and the run logger."""

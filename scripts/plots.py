@@ -1,0 +1,35 @@
+"""Plots written into run directories (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nets.fit import History  # noqa: E402
+
+
+def plot_supervised(history: History, path: str | Path, title: str = "") -> Path:
+    """Loss (train and validation) and validation accuracy per epoch, best epoch marked."""
+    path = Path(path)
+    epochs = range(1, history.epochs + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, history.train_loss, label="train")
+    if history.val_loss:
+        ax_loss.plot(epochs, history.val_loss, label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="loss")
+    for name, values in history.val_metrics.items():
+        ax_acc.plot(epochs, values, label=f"validation {name}")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.axvline(history.best_epoch + 1, color="grey", ls="--", lw=1, label="best (restored)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
