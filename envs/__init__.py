@@ -1,0 +1,26 @@
+"""Atari from pixels (and classic control) as batched gymnasium vector envs: `make`, `finished_episodes`.
+
+Usage (see envs/factory.py for the autoreset rule, envs/atari.py for the protocol and its options):
+
+envs = make("Pong", num_envs=8, seed=1)          # (8, 4, 84, 84) uint8, training protocol
+obs, info = envs.reset()
+obs, reward, terminations, truncations, info = envs.step(envs.action_space.sample())
+for env_index, score, length in finished_episodes(info): ...   # raw scores of whole games
+"""
+
+from envs import video
+from envs.atari import AtariOptions
+from envs.envpool_backend import envpool_available
+from envs.factory import choose_backend, finished_episodes, make, make_single, resolve, valid_names
+
+__all__ = [
+    "AtariOptions",
+    "choose_backend",
+    "envpool_available",
+    "finished_episodes",
+    "make",
+    "make_single",
+    "resolve",
+    "valid_names",
+    "video",
+]

@@ -1,0 +1,223 @@
+"""`make()`: one call from a game name to a batched gymnasium vector env, whatever the backend.
+
+Only this package knows gymnasium's autoreset rules: every env made here autoresets in NEXT_STEP mode
+(gymnasium's default, and EnvPool's): after a step with terminated or truncated set for env i, the *next*
+step ignores env i's action and returns its reset observation with reward 0 and both flags False. Agents
+must not store that step as a transition.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from envs.atari import STAT_LENGTH, STAT_SCORE, AtariOptions, Mode, WholeGame, ale_env, wrap_atari
+from envs.envpool_backend import EnvPoolVectorEnv, atari_kwargs, envpool_available
+from envs.video import VideoRecorder
+
+Backend = Literal["auto", "gymnasium", "sync", "async", "envpool"]
+BACKENDS = ("auto", "gymnasium", "sync", "async", "envpool")
+MODES = ("train", "eval")
+# Classic control with the velocities hidden: a POMDP for recurrent agents. Alias -> (id, options).
+ALIASES = {"CartPole-NoVel": ("CartPole-v1", {"hide_velocity": True})}
+CARTPOLE_POSITIONS = [0, 2]  # cart position, pole angle (1 and 3 are their velocities)
+
+
+@dataclass(frozen=True)
+class GameSpec:
+    kind: Literal["atari", "classic"]
+    env_id: str  # "ALE/Pong-v5" | "CartPole-v1"
+    name: str  # "Pong" | "CartPole-v1": EnvPool's task is f"{name}-v5" for Atari
+
+
+def _registry() -> dict[str, GameSpec]:
+    """Every accepted spelling (lower-case, no '_') -> its game. Atari: short name and ALE/X-v5 id."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    table: dict[str, GameSpec] = {}
+    for env_id, spec in gym.registry.items():
+        entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+        if env_id.startswith("ALE/") and env_id.endswith("-v5"):
+            game = GameSpec("atari", env_id, env_id[4:-3])
+            table[game.name] = table[env_id] = game
+        elif "classic_control" in entry:
+            table[env_id] = GameSpec("classic", env_id, env_id)
+    for alias, (env_id, _) in ALIASES.items():
+        table[alias] = table[env_id]
+    return table
+
+
+@functools.cache
+def valid_names() -> dict[str, GameSpec]:
+    return _registry()
+
+
+def _key(name: str) -> str:
+    return name.lower().replace("_", "").replace(" ", "")
+
+
+def resolve(game: str) -> GameSpec:
+    """Look a game up by short name ("Pong", case and '_' ignored) or id ("ALE/Pong-v5", "CartPole-v1");
+    an unknown name raises ValueError listing the closest valid names."""
+    names = valid_names()
+    found = {_key(n): n for n in names}.get(_key(game))
+    if found is not None:
+        return names[found]
+    close = difflib.get_close_matches(game, names, n=5, cutoff=0.5) or difflib.get_close_matches(
+        game.lower(), [n.lower() for n in names], n=5, cutoff=0.5
+    )
+    hint = f"closest valid names: {', '.join(close)}" if close else "e.g. Pong, ALE/Pong-v5, CartPole-v1"
+    raise ValueError(f"unknown game {game!r}; {hint}.")
+
+
+def _hide_velocity(env: gym.Env) -> gym.Env:
+    space = env.observation_space
+    low, high = space.low[CARTPOLE_POSITIONS], space.high[CARTPOLE_POSITIONS]
+    return gym.wrappers.TransformObservation(
+        env, lambda o: o[CARTPOLE_POSITIONS], gym.spaces.Box(low, high, dtype=space.dtype)
+    )
+
+
+def _classic_options(game: str, spec: GameSpec, options: dict[str, Any]) -> bool:
+    """Classic control takes one option, hide_velocity (CartPole only). Returns it."""
+    aliases = {_key(alias): opts for alias, (_, opts) in ALIASES.items()}
+    options = {**aliases.get(_key(game), {}), **options}
+    unknown = sorted(set(options) - {"hide_velocity"})
+    if unknown:
+        raise ValueError(f"unknown classic-control option(s) {unknown}; the only valid one is hide_velocity.")
+    hide = bool(options.get("hide_velocity", False))
+    if hide and not spec.env_id.startswith("CartPole"):
+        raise ValueError(f"hide_velocity is defined for CartPole only, not {spec.env_id}.")
+    return hide
+
+
+def make_single(game: str, *, mode: Mode = "train", env_index: int = 0, **options: Any) -> gym.Env:
+    """One wrapped, unvectorised env (for env checkers and as a vector env's worker). Env 0 records video
+    when `video_dir` is set. Seeding is the caller's: reset(seed=...)."""
+    spec = resolve(game)
+    if spec.kind == "classic":
+        env = gym.make(spec.env_id)
+        if _classic_options(game, spec, options):
+            env = _hide_velocity(env)
+        return WholeGame(env)
+    opts = AtariOptions.from_kwargs(mode, options)
+    video = None
+    if opts.video_dir is not None and env_index == 0:
+        video = functools.partial(VideoRecorder, folder=opts.video_dir, every=opts.video_period)
+    return wrap_atari(ale_env(spec.env_id, opts), opts, video)
+
+
+class _SeedFirstReset(gym.vector.VectorWrapper):
+    """Uses make()'s seed for the first reset, so env i starts from seed + i without the caller passing it."""
+
+    def __init__(self, env: gym.vector.VectorEnv, seed: int) -> None:
+        super().__init__(env)
+        self._first_seed: int | None = seed
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        seed = self._first_seed if seed is None else seed
+        self._first_seed = None
+        return self.env.reset(seed=seed, options=options)
+
+
+def _validate(num_envs: int, mode: str, backend: str) -> None:
+    if not isinstance(num_envs, int | np.integer) or num_envs < 1:
+        raise ValueError(f"num_envs={num_envs!r} must be an integer >= 1 (the number of parallel games).")
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not valid; use mode='train' (learning) or mode='eval' (scoring).")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not valid; use one of {', '.join(BACKENDS)}.")
+
+
+def choose_backend(kind: str, num_envs: int, gym_only: bool) -> str:
+    """backend="auto": the fastest measured by `scripts/benchmark.py envs` (Pong, random actions, 2 cores;
+    docs/benchmark_envs.json), agent steps/s for 1 / 2 / 4 / 8 envs:
+    sync 2604-2861 / 2754 / 2932 / 2852, async 1974 / 2917 / 3089 / 3419, envpool 2181 / 3250 / 4677 / 5331.
+    So: one Atari env runs in-process (EnvPool's thread hand-off costs more than it saves), several run in
+    EnvPool (else gymnasium async); classic control steps are too cheap to gain from workers."""
+    if kind != "atari" or num_envs == 1:
+        return "sync"
+    return "envpool" if envpool_available() and not gym_only else "async"
+
+
+def make(
+    game: str,
+    num_envs: int = 1,
+    *,
+    seed: int = 0,
+    mode: Mode = "train",
+    backend: Backend = "auto",
+    **options: Any,
+) -> gym.vector.VectorEnv:
+    """A gymnasium vector env of `num_envs` copies of `game` following the protocol of design §1.
+
+    Atari observations are (N, k, 84, 84) uint8 (k = frame_stack, default 4); classic control keeps its
+    float vectors. `options` are the fields of `AtariOptions` (or hide_velocity for CartPole). Env i is
+    seeded with seed + i at the first reset. Whole-game raw scores arrive in `info`; read them with
+    `finished_episodes(info)`. Autoreset is gymnasium's NEXT_STEP mode: the step after a done returns the
+    reset observation (reward 0) and must not be stored as a transition.
+
+    backend: "sync" / "async" (gymnasium vector envs), "gymnasium" (async for several Atari envs, else
+    sync, as measured), "envpool", or "auto" (the fastest measured, see `choose_backend`). Karpathy
+    preprocessing, flicker and video need the gymnasium wrappers: "auto" then picks gymnasium and
+    "envpool" is refused.
+    """
+    _validate(num_envs, mode, backend)
+    spec = resolve(game)
+    if spec.kind == "atari":
+        opts = AtariOptions.from_kwargs(mode, options)  # validate before starting any worker
+        gym_only = opts.preprocess != "nature" or opts.flicker > 0 or opts.video_dir is not None
+    else:
+        hide = _classic_options(game, spec, options)
+        gym_only = False
+    if backend == "envpool":
+        if not envpool_available():
+            raise ValueError(
+                "backend='envpool' but `import envpool` failed; pip install envpool, or use "
+                "backend='auto' or 'gymnasium'."
+            )
+        if gym_only:
+            raise ValueError(
+                "preprocess='karpathy', flicker and video_dir are gymnasium wrappers; "
+                "use backend='gymnasium' (or 'auto')."
+            )
+    if backend == "auto":
+        backend = choose_backend(spec.kind, num_envs, gym_only)
+    elif backend == "gymnasium":
+        backend = "async" if spec.kind == "atari" and num_envs > 1 else "sync"
+
+    if backend == "envpool":
+        if spec.kind == "atari":
+            venv: gym.vector.VectorEnv = EnvPoolVectorEnv(
+                f"{spec.name}-v5",
+                num_envs,
+                seed,
+                life_loss_ends=opts.use_episodic_life,
+                clip_rewards=opts.use_clip_rewards,
+                **atari_kwargs(opts),
+            )
+        else:
+            keep = CARTPOLE_POSITIONS if hide else None
+            venv = EnvPoolVectorEnv(spec.env_id, num_envs, seed, keep_obs=keep)
+    else:
+        worker = functools.partial(make_single, game, mode=mode, **options)
+        fns = [functools.partial(worker, env_index=i) for i in range(num_envs)]
+        venv = gym.vector.AsyncVectorEnv(fns) if backend == "async" else gym.vector.SyncVectorEnv(fns)
+        venv = _SeedFirstReset(venv, seed)
+    venv.action_space.seed(seed)
+    return venv
+
+
+def finished_episodes(info: dict[str, Any]) -> list[tuple[int, float, int]]:
+    """(env index, raw game score, length in agent steps) of every whole game that ended in this step,
+    from the info dict of `step()` on any env made by `make` (any backend). Life losses are not games."""
+    mask = info.get(f"_{STAT_SCORE}")
+    if mask is None:
+        return []
+    return [(int(i), float(info[STAT_SCORE][i]), int(info[STAT_LENGTH][i])) for i in np.flatnonzero(mask)]

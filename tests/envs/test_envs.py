@@ -1,0 +1,355 @@
+"""Contracts of envs/: the wrapper stack on real and hand-made frames, make()'s names and options, the
+backends' agreement, whole-game statistics and video."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs.atari import AtariOptions, MaxAndSkip, karpathy_frame
+from envs.envpool_backend import atari_kwargs
+
+needs_envpool = pytest.mark.skipif(not envs.envpool_available(), reason="envpool not installed")
+DETERMINISTIC = dict(sticky=0.0, noop_max=0)  # the same start and dynamics for every backend
+
+
+def rollout(venv: gym.vector.VectorEnv, steps: int, seed: int = 0, reset_seed: int | None = None) -> list:
+    """reset() then (obs, reward, terminated, truncated, info) of `steps` random actions from a fixed rng."""
+    rng = np.random.default_rng(seed)
+    out = [venv.reset(seed=reset_seed)]
+    n = int(venv.single_action_space.n)
+    for _ in range(steps):
+        out.append(venv.step(rng.integers(0, n, venv.num_envs)))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- wrappers
+
+
+class FakeFrames(gym.Env):
+    """Frame t is a 2x2 image whose pixel (t % 4) is 10 * t (others 0); reward t; ends after `length`."""
+
+    observation_space = gym.spaces.Box(0, 255, (2, 2), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, length: int = 100) -> None:
+        self.t, self.length = 0, length
+
+    def frame(self) -> np.ndarray:
+        f = np.zeros(4, np.uint8)
+        f[self.t % 4] = 10 * self.t
+        return f.reshape(2, 2)
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return self.frame(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.t += 1
+        return self.frame(), float(self.t), self.t >= self.length, False, {}
+
+
+def test_max_and_skip_pools_the_last_two_frames_and_sums_rewards() -> None:
+    env = MaxAndSkip(FakeFrames(), skip=4)
+    env.reset()
+    obs, reward, terminated, _, _ = env.step(0)  # frames 1..4: the max of frames 3 and 4
+    np.testing.assert_array_equal(obs, [[40, 0], [0, 30]])
+    assert reward == 1 + 2 + 3 + 4 and not terminated
+    obs, reward, _, _, _ = env.step(0)  # frames 5..8: 7 at pixel 3, 8 at pixel 0
+    np.testing.assert_array_equal(obs, [[80, 0], [0, 70]])
+    assert reward == 5 + 6 + 7 + 8
+
+
+def test_max_and_skip_stops_at_game_over() -> None:
+    env = MaxAndSkip(FakeFrames(length=6), skip=4)
+    env.reset()
+    env.step(0)
+    obs, reward, terminated, _, _ = env.step(0)  # frames 5, 6 then the game is over
+    assert terminated and reward == 5 + 6
+    np.testing.assert_array_equal(obs, [[0, 50], [60, 0]])
+
+
+def test_check_env_on_the_single_wrapped_atari_env() -> None:
+    env = envs.make_single("Pong")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "is different from the unwrapped version": intended here
+        check_env(env, skip_render_check=True, skip_close_check=True)
+    assert env.observation_space.shape == (4, 84, 84) and env.observation_space.dtype == np.uint8
+    env.close()
+    env.close()
+
+
+def test_sticky_actions_are_on_by_default_and_nature_is_reachable() -> None:
+    ale = envs.make_single("Pong").unwrapped.ale
+    assert ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    assert envs.make_single("Pong", sticky=0.0).unwrapped.ale.getFloat("repeat_action_probability") == 0.0
+    assert envs.make_single("Pong").unwrapped._frameskip == 1  # the emulator does not skip: we max-pool
+    assert atari_kwargs(AtariOptions())["repeat_action_probability"] == 0.25  # and EnvPool is told
+
+
+def test_frame_stack_shifts_by_one_frame_per_step() -> None:
+    venv = envs.make("Pong", 2, backend="sync")
+    steps = rollout(venv, 30)
+    obs = [s[0] for s in steps]
+    assert obs[0].shape == (2, 4, 84, 84) and obs[0].dtype == np.uint8
+    assert (obs[0][:, 0] == obs[0][:, 3]).all()  # a reset fills the stack with its frame
+    for prev, cur in zip(obs[1:-1], obs[2:], strict=True):
+        np.testing.assert_array_equal(cur[:, :3], prev[:, 1:])
+    # A Pong frame: the brown-gray background dominates, paddles and ball are brighter.
+    frame = obs[-1][0, -1]
+    values, counts = np.unique(frame, return_counts=True)
+    assert counts.max() > 0.5 * frame.size and frame.max() > values[counts.argmax()]
+
+
+def test_frame_stack_1_gives_one_channel() -> None:
+    obs, _ = envs.make("Pong", 2, frame_stack=1, backend="sync").reset()
+    assert obs.shape == (2, 1, 84, 84)
+    obs, _ = envs.make("Pong", 1, frame_stack=None, backend="sync").reset()
+    assert obs.shape == (1, 1, 84, 84)
+    if envs.envpool_available():
+        assert envs.make("Pong", 2, frame_stack=1, backend="envpool").reset()[0].shape == (2, 1, 84, 84)
+
+
+def test_same_seed_same_observations_and_different_seed_differs() -> None:
+    a = rollout(envs.make("Pong", 2, seed=3, backend="sync"), 40)
+    b = rollout(envs.make("Pong", 2, seed=3, backend="sync"), 40)
+    c = rollout(envs.make("Pong", 2, seed=4, backend="sync"), 40)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x[0], y[0])
+    assert any(not np.array_equal(x[0], z[0]) for x, z in zip(a, c, strict=True))
+
+
+# ----------------------------------------------------------------------------------- games, episodes
+
+
+@pytest.mark.parametrize("backend", ["sync", pytest.param("envpool", marks=needs_envpool)])
+def test_breakout_life_loss_ends_the_episode_not_the_game(backend: str) -> None:
+    venv = envs.make("Breakout", 1, mode="train", backend=backend, **DETERMINISTIC)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    terminations, games, lives_seen, after_done = 0, [], [], False
+    for _ in range(2000):
+        obs, reward, terminated, truncated, info = venv.step(rng.integers(0, 4, 1))
+        lives_seen.append(int(info["lives"][0]))
+        if after_done:  # the continuation after a life loss keeps the game: lives are not back to 5
+            assert reward[0] == 0.0 and (lives_seen[-1] < 5 or games)
+        after_done = bool(terminated[0] or truncated[0])
+        terminations += int(terminated[0])
+        games += envs.finished_episodes(info)
+        if games:
+            break
+    assert terminations == 5, "4 life losses and the game over each end a training episode"
+    assert len(games) == 1 and games[0][0] == 0
+    assert sorted(set(lives_seen), reverse=True) == [5, 4, 3, 2, 1, 0]
+    assert games[0][2] == len(lives_seen)  # the length counts every agent step of the whole game
+
+
+@pytest.mark.parametrize("backend", ["sync", pytest.param("envpool", marks=needs_envpool)])
+def test_eval_mode_ends_episodes_at_game_over_only(backend: str) -> None:
+    venv = envs.make("Breakout", 1, mode="eval", backend=backend, **DETERMINISTIC)
+    steps = rollout(venv, 400)
+    ends = [i for i, s in enumerate(steps[1:]) if s[2][0] or s[3][0]]
+    games = [g for s in steps[1:] for g in envs.finished_episodes(s[4])]
+    assert len(ends) == len(games) >= 1
+    assert games[0][2] == ends[0] + 1
+
+
+def test_reward_clipping_never_changes_the_reported_score() -> None:
+    scores = {}
+    for clip in (True, False):
+        env = envs.make_single("SpaceInvaders", mode="train", clip_rewards=clip, max_frames=4 * 300)
+        env.reset(seed=1)
+        env.action_space.seed(1)
+        rewards = []
+        while True:
+            _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            rewards.append(reward)
+            if "game_score" in info:
+                scores[clip] = (info["game_score"], rewards)
+                break
+    assert scores[True][0] == scores[False][0] == sum(scores[False][1]) > 0
+    assert set(scores[True][1]) <= {-1.0, 0.0, 1.0} and max(scores[False][1]) > 1  # invaders score 5..30
+
+
+def test_frame_cap_truncates_the_whole_game() -> None:
+    venv = envs.make("Pong", 1, max_frames=4 * 25, backend="sync")
+    steps = rollout(venv, 26)
+    assert [bool(s[3][0]) for s in steps[1:]].index(True) == 24
+    assert envs.finished_episodes(steps[25][4])[0][2] == 25
+    assert AtariOptions().max_steps == 27_000
+
+
+@pytest.mark.parametrize("backend", ["sync", pytest.param("envpool", marks=needs_envpool)])
+def test_classic_control_through_the_same_call(backend: str) -> None:
+    venv = envs.make("CartPole-v1", 3, seed=0, backend=backend)
+    steps = rollout(venv, 200)
+    assert steps[0][0].shape == (3, 4) and steps[0][0].dtype == np.float32
+    games = [g for s in steps[1:] for g in envs.finished_episodes(s[4])]
+    assert games and all(score == length for _, score, length in games)  # +1 per step
+
+
+# ---------------------------------------------------------------------------------------- names, options
+
+
+def test_names_resolve_and_unknown_names_list_close_matches() -> None:
+    assert envs.resolve("Pong").env_id == envs.resolve("ALE/Pong-v5").env_id == "ALE/Pong-v5"
+    assert envs.resolve("space_invaders").env_id == "ALE/SpaceInvaders-v5"
+    with pytest.raises(ValueError, match="Pong"):
+        envs.make("Pnog")
+    with pytest.raises(ValueError, match="Breakout"):
+        envs.make("Breakot")
+    with pytest.raises(ValueError, match="CartPole-v1"):
+        envs.make("CartPol-v1")
+
+
+def test_bad_arguments_name_the_problem_and_the_fix() -> None:
+    with pytest.raises(ValueError, match="sticky"):  # the list of valid options
+        envs.make("Pong", stickiness=0.1)
+    with pytest.raises(ValueError, match="num_envs"):
+        envs.make("Pong", 0)
+    with pytest.raises(ValueError, match="mode='eval'"):
+        envs.make("Pong", mode="test")
+    with pytest.raises(ValueError, match="envpool"):
+        envs.make("Pong", backend="gpu")
+    with pytest.raises(ValueError, match="hide_velocity"):
+        envs.make("CartPole-v1", sticky=0.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        envs.make("Pong", sticky=2.0)
+
+
+# ------------------------------------------------------------------------------- other preprocessings
+
+
+def test_karpathy_frame_erases_background_and_binarises() -> None:
+    rgb = np.zeros((210, 160, 3), np.uint8)
+    rgb[..., 0] = 144  # background colour 1
+    rgb[100:110, :, 0] = 109  # background colour 2
+    rgb[50:60, 20:22, 0] = 213  # a paddle
+    x = karpathy_frame(rgb)
+    assert x.shape == (80, 80) and x.dtype == np.float32
+    expected = np.zeros((80, 80), np.float32)
+    expected[[(r - 35) // 2 for r in range(35, 195, 2) if 50 <= r < 60], 10] = 1.0  # every 2nd row
+    np.testing.assert_array_equal(x, expected)
+
+
+def test_karpathy_difference_frames_on_pong() -> None:
+    venv = envs.make("Pong", 2, preprocess="karpathy", backend="sync")
+    steps = rollout(venv, 60)
+    assert steps[0][0].shape == (2, 6400) and steps[0][0].dtype == np.float32
+    assert not steps[0][0].any()  # no motion at a reset
+    moving = np.stack([s[0] for s in steps[1:]])
+    assert set(np.unique(moving)) <= {-1.0, 0.0, 1.0} and (moving != 0).any()
+    assert (moving != 0).mean() < 0.05  # only paddles and ball move
+
+
+def test_flicker_blanks_whole_frames_with_probability_p() -> None:
+    venv = envs.make("Pong", 1, flicker=0.5, frame_stack=1, backend="sync")
+    frames = np.stack([s[0][0, 0] for s in rollout(venv, 300)])
+    blank = ~frames.reshape(len(frames), -1).any(axis=1)
+    assert 0.4 < blank.mean() < 0.6
+    assert (frames[~blank].reshape((~blank).sum(), -1) > 0).mean(axis=1).min() > 0.5  # others are full
+
+
+def test_hide_velocity_keeps_position_and_angle() -> None:
+    full = rollout(envs.make("CartPole-v1", 2, seed=5), 20)
+    hidden = rollout(envs.make("CartPole-v1", 2, seed=5, hide_velocity=True), 20)
+    alias = rollout(envs.make("cartpole-novel", 2, seed=5), 20)  # the short name, any case
+    for f, h, a in zip(full, hidden, alias, strict=True):
+        assert h[0].shape == (2, 2)
+        np.testing.assert_array_equal(h[0], f[0][:, [0, 2]])
+        np.testing.assert_array_equal(a[0], h[0])
+
+
+# ---------------------------------------------------------------------------------------------- backends
+
+
+@needs_envpool
+def test_envpool_and_gymnasium_agree_step_by_step() -> None:
+    """Same game, start and actions: identical frames, rewards, episode ends and game statistics (except
+    the terminal frame of a game that ends mid-skip, where EnvPool does not max-pool)."""
+    runs = [rollout(envs.make("Breakout", 2, backend=b, **DETERMINISTIC), 500) for b in ("sync", "envpool")]
+    for step, (g, e) in enumerate(zip(*runs, strict=True)):
+        game_over = step > 0 and bool(envs.finished_episodes(g[4]))
+        if not game_over:
+            np.testing.assert_array_equal(g[0], e[0])
+        if step:
+            for k in (1, 2, 3):
+                np.testing.assert_array_equal(g[k], e[k])
+            assert envs.finished_episodes(g[4]) == envs.finished_episodes(e[4])
+    assert sum(len(envs.finished_episodes(s[4])) for s in runs[0][1:]) >= 2
+
+
+def test_sync_and_async_agree() -> None:
+    a = rollout(envs.make("Pong", 2, seed=1, backend="sync"), 30)
+    b = rollout(envs.make("Pong", 2, seed=1, backend="async"), 30)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x[0], y[0])
+
+
+def test_everything_works_without_envpool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "envpool", None)  # `import envpool` now raises ImportError
+    assert not envs.envpool_available()
+    assert envs.choose_backend("atari", 4, gym_only=False) == "async"
+    obs, _ = envs.make("Pong", 1).reset()
+    assert obs.shape == (1, 4, 84, 84)
+    with pytest.raises(ValueError, match="import envpool"):
+        envs.make("Pong", backend="envpool")
+
+
+@needs_envpool
+def test_auto_follows_the_benchmark() -> None:
+    assert envs.choose_backend("atari", 8, gym_only=False) == "envpool"
+    assert envs.choose_backend("atari", 8, gym_only=True) == "async"
+    assert envs.choose_backend("atari", 1, gym_only=False) == "sync"
+    assert envs.choose_backend("classic", 8, gym_only=False) == "sync"
+    assert isinstance(envs.make("Pong", 2).unwrapped, envs.envpool_backend.EnvPoolVectorEnv)
+
+
+@needs_envpool
+def test_gymnasium_only_options_refuse_envpool_and_auto_picks_gymnasium() -> None:
+    with pytest.raises(ValueError, match="backend='gymnasium'"):
+        envs.make("Pong", backend="envpool", flicker=0.5)
+    assert isinstance(envs.make("Pong", 1, preprocess="karpathy").unwrapped, gym.vector.SyncVectorEnv)
+
+
+# ------------------------------------------------------------------------------------------------ video
+
+
+def test_mp4_round_trip(tmp_path: Any) -> None:
+    y, x = np.mgrid[0:210, 0:160]
+    frames = [np.stack([(x + 8 * t) % 256, y, np.full_like(x, 128)], -1).astype(np.uint8) for t in range(12)]
+    path = envs.video.write_mp4(frames, tmp_path / "clip.mp4")
+    back = envs.video.read_mp4(path)
+    assert back.shape == (12, 210, 160, 3) and back.dtype == np.uint8
+    assert np.abs(back.astype(int) - np.stack(frames)).mean() < 3
+
+
+def test_eval_video_records_every_whole_game_in_colour(tmp_path: Any) -> None:
+    venv = envs.make("Pong", 1, mode="eval", video_dir=str(tmp_path), max_frames=4 * 40)
+    steps = rollout(venv, 81)  # two capped games of 40 steps
+    venv.close()
+    games = [g for s in steps[1:] for g in envs.finished_episodes(s[4])]
+    files = sorted(p.name for p in tmp_path.glob("*.mp4"))
+    assert files == [f"episode-{i:06d}-score-{g[1]:g}.mp4" for i, g in enumerate(games)] and len(files) == 2
+    video = envs.video.read_mp4(tmp_path / files[0])
+    assert video.shape == (41, 210, 160, 3)  # the reset screen and one per step
+    assert np.abs(video[..., 0].astype(int) - video[..., 2]).mean() > 10  # colour, not gray
+    assert AtariOptions(mode="eval").video_period == 1 and AtariOptions(mode="train").video_period == 100
+
+
+@needs_envpool
+def test_envpool_same_seed_same_observations_new_seed_differs() -> None:
+    venv = envs.make("Pong", 2, seed=0, backend="envpool")
+    first = np.stack([s[0] for s in rollout(venv, 60)])  # make()'s seed
+    again = np.stack([s[0] for s in rollout(venv, 60, reset_seed=0)])  # reseeding repeats the games
+    other = np.stack([s[0] for s in rollout(venv, 60, reset_seed=7)])
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
