@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 	@# lies there); with one, let pip pick its default CUDA build through the project's dependencies.
 	@if ! command -v nvidia-smi >/dev/null 2>&1 && ! $(BIN)/python -c "import torch" 2>/dev/null; then \
 		$(BIN)/pip install --quiet "torch==2.13.0" 2>/dev/null || true; fi
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
-# The main job: the supervised digits demo of nets/ (becomes Pong training once an agent lands).
-run: supervised
+# The main job: DQN learns Pong from pixels.
+run: train
 
 train: $(STAMP)
 	$(BIN)/python scripts/train.py $(AGENT) --env $(ENV) $(ARGS)

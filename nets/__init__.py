@@ -2,7 +2,7 @@
 
 from nets.augment import compose, gaussian_noise, random_crop, random_flip, random_shift
 from nets.backbones import MLP, ImpalaCNN, LSTMCore, NatureCNN
-from nets.device import resolve_device, seed_everything
+from nets.device import autocast, bf16_supported, num_threads, resolve_device, seed_everything
 from nets.fit import History, accuracy, evaluate, fit
 from nets.heads import BackboneWithHead, CategoricalPolicyHead, QHead, ValueHead
 from nets.layers import orthogonal_, to_float
@@ -10,8 +10,34 @@ from nets.losses import cross_entropy, get_loss, huber, mse
 from nets.optim import lr_factor, make_optimizer
 
 __all__ = [
-    "MLP", "BackboneWithHead", "CategoricalPolicyHead", "History", "ImpalaCNN", "LSTMCore", "NatureCNN",
-    "QHead", "ValueHead", "accuracy", "compose", "cross_entropy", "evaluate", "fit", "gaussian_noise",
-    "get_loss", "huber", "lr_factor", "make_optimizer", "mse", "orthogonal_", "random_crop", "random_flip",
-    "random_shift", "resolve_device", "seed_everything", "to_float",
-]  # fmt: skip
+    "MLP",
+    "BackboneWithHead",
+    "CategoricalPolicyHead",
+    "History",
+    "ImpalaCNN",
+    "LSTMCore",
+    "NatureCNN",
+    "QHead",
+    "ValueHead",
+    "accuracy",
+    "autocast",
+    "bf16_supported",
+    "compose",
+    "cross_entropy",
+    "evaluate",
+    "fit",
+    "gaussian_noise",
+    "get_loss",
+    "huber",
+    "lr_factor",
+    "make_optimizer",
+    "mse",
+    "num_threads",
+    "orthogonal_",
+    "random_crop",
+    "random_flip",
+    "random_shift",
+    "resolve_device",
+    "seed_everything",
+    "to_float",
+]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 
@@ -18,6 +21,38 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     return torch.device(device)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bfloat16 autocast runs natively (fast) here: CUDA with bf16 (Ampere on), or a CPU with
+    AVX512-BF16 / AMX. Elsewhere bf16 would be emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    """bfloat16 autocast on `device` when `enabled` (weights, losses and optimiser state stay float32)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@contextlib.contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """Run a block with `n` intra-op threads. Small-batch inference gains nothing from more threads, and
+    on a busy machine extra OpenMP threads wait on each other: 50 ms instead of 3 ms per step here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:

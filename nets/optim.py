@@ -29,10 +29,13 @@ def make_optimizer(
         )
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, eps=eps or 1e-8)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, eps=eps or 1e-8)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, eps=eps or 1e-8)
+    if name in ("adam", "adamw"):
+        params = list(params)
+        # The fused kernel does the whole update in one pass: ~4x faster than the per-tensor loop on this
+        # CPU, where Adam on the Nature CNN's 1.7M weights otherwise costs as much as a forward pass.
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=lr, weight_decay=weight_decay, eps=eps or 1e-8, fused=fused)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
 
 

@@ -79,6 +79,8 @@ class RunLogger:
             self._start_wandb(project, resume, quiet)
 
     def _start_wandb(self, project: str, resume: bool, quiet: bool) -> None:
+        # wandb advertises its LLM tracer when a module named like an LLM SDK ("agents") is imported.
+        os.environ.setdefault("WANDB_DISABLE_WEAVE", "1")
         try:
             import wandb
 

@@ -33,3 +33,34 @@ def plot_supervised(history: History, path: str | Path, title: str = "") -> Path
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_learning_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Raw game score against frames: each training game, their moving average, and evaluations."""
+    path = Path(path)
+    games = [(r["frames"], r["episode_return"]) for r in rows if r.get("episode_return") is not None]
+    evals = [
+        (r["frames"], r["eval/mean_return"], r.get("eval/std_return", 0.0))
+        for r in rows
+        if r.get("eval/mean_return") is not None
+    ]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if games:
+        frames, scores = zip(*games, strict=True)
+        ax.scatter(frames, scores, s=6, alpha=0.3, label="training game (raw score)")
+        window = max(1, min(20, len(scores) // 5))
+        smooth = [
+            sum(scores[max(0, i - window + 1) : i + 1]) / len(scores[max(0, i - window + 1) : i + 1])
+            for i in range(len(scores))
+        ]
+        ax.plot(frames, smooth, lw=2, label=f"moving average ({window} games)")
+    if evals:
+        frames, means, stds = zip(*evals, strict=True)
+        ax.errorbar(frames, means, yerr=stds, fmt="o-", capsize=3, label="evaluation (mean ± std)")
+    ax.set(xlabel="frames", ylabel="game score", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

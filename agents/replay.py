@@ -1,0 +1,269 @@
+"""Experience replay that stores each Atari frame once.
+
+Each env owns a ring of slots. Slot k holds the newest frame of observation o_k, and, when o_k -> o_{k+1}
+was a real step, its action, reward and `terminated` flag (`valid`). A stacked observation is the window
+of the last `stack` slots, rebuilt when sampling. Where an episode starts, the start observation's older
+frames are written as extra slots first, so every window is exactly the stack the env returned (whatever
+the env's padding rule) and no window needs per-sample episode bookkeeping.
+
+With gymnasium's NEXT_STEP autoreset the step after a done returns a reset observation: its slot begins a
+new episode and the final observation before it is not a transition start, so no bogus transition is ever
+sampled. Truncated episodes keep their final observation and bootstrap from it (design rule 4).
+
+Memory per Atari transition: 84*84 frame bytes + 1 (action) + 4 (reward) + 2 (flags) + 4 (priority,
+when prioritized) = ~1.001 x 84 x 84, plus a few extra slots per episode start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Transitions:
+    """A sampled batch (numpy); the agent moves it to its device."""
+
+    obs: np.ndarray  # (B, K, 84, 84) uint8 | (B, D) float32
+    actions: np.ndarray  # (B,) int64
+    returns: np.ndarray  # (B,) float32: n-step discounted reward sum
+    next_obs: np.ndarray  # like obs: the observation to bootstrap from
+    discounts: np.ndarray  # (B,) float32: gamma**m, or 0 where the episode terminated within the n steps
+    weights: np.ndarray  # (B,) float32: importance-sampling weights (ones when uniform)
+    indices: np.ndarray  # (B,) int64: flat slots, for priority updates
+
+
+class SumTree:
+    """Binary tree whose leaves hold priorities and inner nodes their sums: O(log n) sampling by mass."""
+
+    def __init__(self, capacity: int) -> None:
+        self.size = 1
+        while self.size < capacity:
+            self.size *= 2
+        self.nodes = np.zeros(2 * self.size, dtype=np.float64)
+
+    @property
+    def total(self) -> float:
+        return float(self.nodes[1])
+
+    def set(self, leaves: np.ndarray, values: np.ndarray) -> None:
+        idx = np.asarray(leaves, dtype=np.int64) + self.size
+        self.nodes[idx] = values
+        idx = np.unique(idx // 2)
+        while idx[0] >= 1:
+            self.nodes[idx] = self.nodes[2 * idx] + self.nodes[2 * idx + 1]
+            if idx[0] == 1:
+                break
+            idx = np.unique(idx // 2)
+
+    def get(self, leaves: np.ndarray) -> np.ndarray:
+        return self.nodes[np.asarray(leaves) + self.size]
+
+    def find(self, mass: np.ndarray) -> np.ndarray:
+        """Leaf index where the running sum of priorities first exceeds each `mass`."""
+        idx = np.ones(len(mass), dtype=np.int64)
+        mass = mass.copy()
+        while idx[0] < self.size:
+            left = 2 * idx
+            go_right = mass >= self.nodes[left]
+            mass -= np.where(go_right, self.nodes[left], 0.0)
+            idx = np.where(go_right, left + 1, left)
+        return idx - self.size
+
+
+class ReplayBuffer:
+    """Frame-once replay for `num_envs` parallel envs with n-step returns and optional proportional
+    prioritized sampling (Schaul et al. 2016)."""
+
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype,
+        *,
+        frame_stack: bool,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        prioritized: bool = False,
+        alpha: float = 0.6,
+        seed: int = 0,
+    ) -> None:
+        self.num_envs, self.per_env = num_envs, capacity // num_envs
+        self.stack = obs_shape[0] if frame_stack else 1
+        if self.per_env < self.stack + n_step + 2:
+            raise ValueError(
+                f"replay capacity {capacity} is too small for {num_envs} envs; raise buffer-size"
+            )
+        self.frame_shape = obs_shape[1:] if frame_stack else obs_shape
+        self.obs_shape = tuple(obs_shape)
+        self.n_step, self.gamma = n_step, gamma
+        shape = (num_envs, self.per_env)
+        self.frames = np.zeros((*shape, *self.frame_shape), dtype=obs_dtype)  # lazily paged in by the OS
+        self.actions = np.zeros(shape, dtype=np.uint8)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.terminated = np.zeros(shape, dtype=bool)
+        self.valid = np.zeros(shape, dtype=bool)  # slot k starts a real transition k -> k+1
+        self.pos = np.zeros(num_envs, dtype=np.int64)  # slot of each env's current observation
+        self.written = np.zeros(num_envs, dtype=np.int64)  # slots ever written, per env
+        self.prioritized, self.alpha = prioritized, alpha
+        self.tree = SumTree(num_envs * self.per_env) if prioritized else None
+        self.max_priority = 1.0
+        self.rng = np.random.default_rng(seed)
+        self._prev_done = np.ones(num_envs, dtype=bool)
+
+    def __len__(self) -> int:
+        """Number of sampleable transitions."""
+        return int(self.valid.sum())
+
+    @property
+    def bytes_per_transition(self) -> float:
+        arrays = [self.frames, self.actions, self.rewards, self.terminated, self.valid]
+        extra = 4 if self.prioritized else 0  # a float32-equivalent share of the tree's leaves
+        return sum(a.nbytes for a in arrays) / (self.num_envs * self.per_env) + extra
+
+    STATE = ("frames", "actions", "rewards", "terminated", "valid", "pos", "written")
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Plain arrays (no objects), so a saved buffer loads without unpickling."""
+        state = {name: getattr(self, name) for name in self.STATE}
+        if self.tree is not None:
+            state["priorities"] = self.tree.nodes[
+                self.tree.size : self.tree.size + self.num_envs * self.per_env
+            ]
+            state["max_priority"] = np.array(self.max_priority)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for name in self.STATE:
+            if state[name].shape != getattr(self, name).shape:
+                mine = getattr(self, name).shape
+                raise ValueError(f"saved replay {name} has shape {state[name].shape}, this buffer {mine}: "
+                                 "it was saved with other settings")  # fmt: skip
+            getattr(self, name)[...] = state[name]
+        if self.tree is not None and "priorities" in state:
+            self.tree.set(np.arange(len(state["priorities"])), state["priorities"])
+            self.max_priority = float(state["max_priority"])
+
+    # ------------------------------------------------------------------ writing
+    def _write(self, env: int, frame: np.ndarray) -> None:
+        """Advance env's ring by one slot and store `frame` there, invalidating what it overwrites."""
+        p = (self.pos[env] + 1) % self.per_env if self.written[env] else 0
+        self.pos[env] = p
+        self.written[env] += 1
+        self.frames[env, p] = frame
+        self._invalidate(env, p)
+        # windows of slots p+1 .. p+stack-1 now include this newer frame: no longer sampleable
+        self._invalidate(env, (p + self.stack - 1) % self.per_env)
+
+    def _invalidate(self, env: int, slot: int) -> None:
+        if self.valid[env, slot]:
+            self.valid[env, slot] = False
+            if self.tree is not None:
+                self.tree.set([env * self.per_env + slot], [0.0])
+
+    def _start_episode(self, env: int, obs: np.ndarray) -> None:
+        if self.stack == 1:
+            self._write(env, obs)
+            return
+        for frame in obs:  # the whole stack: older frames become unsampleable pre-history slots
+            self._write(env, frame)
+
+    def add(
+        self,
+        actions: np.ndarray,  # (N,) actions taken from the current observations
+        rewards: np.ndarray,  # (N,) rewards as the agent learns them (clipped for Atari training)
+        terminated: np.ndarray,  # (N,) bool
+        next_obs: np.ndarray,  # (N, ...) as returned by the vector env's step
+        truncated: np.ndarray | None = None,  # (N,) bool
+    ) -> None:
+        """Record one vector-env step. Call `reset(obs)` once after the env's first reset."""
+        done = terminated | (truncated if truncated is not None else False)
+        for e in range(self.num_envs):
+            if self._prev_done[e]:  # NEXT_STEP autoreset: next_obs is a reset observation, not a transition
+                self._start_episode(e, next_obs[e])
+            else:
+                slot = self.pos[e]
+                self.actions[e, slot] = actions[e]
+                self.rewards[e, slot] = rewards[e]
+                self.terminated[e, slot] = terminated[e]
+                self._write(e, next_obs[e][-1] if self.stack > 1 else next_obs[e])
+                self.valid[e, slot] = True
+                if self.tree is not None:
+                    self.tree.set([e * self.per_env + slot], [self.max_priority**self.alpha])
+        self._prev_done = done.copy()
+
+    def reset(self, obs: np.ndarray) -> None:
+        """Start every env's episode from the observations of the vector env's reset()."""
+        for e in range(self.num_envs):
+            self._start_episode(e, obs[e])
+        self._prev_done[:] = False
+
+    # ------------------------------------------------------------------ sampling
+    def _stacked(self, env: np.ndarray, slot: np.ndarray) -> np.ndarray:
+        offsets = np.arange(-self.stack + 1, 1)  # oldest .. newest
+        window = (slot[:, None] + offsets[None]) % self.per_env  # (B, K)
+        out = self.frames[env[:, None], window]  # (B, K, H, W)
+        return out if self.stack > 1 else out[:, 0]
+
+    def sample(self, batch_size: int, beta: float = 0.4) -> Transitions:
+        if len(self) < batch_size:
+            raise ValueError(f"replay holds {len(self)} transitions, fewer than a batch of {batch_size}")
+        if self.tree is not None:
+            segment = self.tree.total / batch_size  # stratified: one draw per equal slice of the mass
+            mass = (np.arange(batch_size) + self.rng.random(batch_size)) * segment
+            flat = np.minimum(self.tree.find(mass), self.num_envs * self.per_env - 1)
+            env, slot = np.divmod(flat, self.per_env)
+            ok = self.valid[env, slot]  # float round-off can land on an empty leaf: redraw uniformly there
+            if not ok.all():
+                env[~ok], slot[~ok] = self._uniform((~ok).sum())
+            flat = env * self.per_env + slot
+            probs = self.tree.get(flat) / self.tree.total
+            weights = (len(self) * probs) ** (-beta)
+            weights = (weights / weights.max()).astype(np.float32)
+        else:
+            env, slot = self._uniform(batch_size)
+            flat = env * self.per_env + slot
+            weights = np.ones(batch_size, dtype=np.float32)
+
+        returns = np.zeros(batch_size, dtype=np.float32)
+        discounts = np.ones(batch_size, dtype=np.float32)
+        cursor = slot.copy()
+        active = np.ones(batch_size, dtype=bool)  # still accumulating rewards
+        for _ in range(self.n_step):
+            returns += np.where(active, discounts * self.rewards[env, cursor], 0.0)
+            ended = active & self.terminated[env, cursor]
+            discounts = np.where(active, discounts * self.gamma, discounts)
+            discounts[ended] = 0.0
+            cursor = np.where(active, (cursor + 1) % self.per_env, cursor)
+            # stop at a terminal, or where the next slot is not a transition (episode end or newest slot)
+            active &= ~ended & self.valid[env, cursor]
+        return Transitions(
+            obs=self._stacked(env, slot),
+            actions=self.actions[env, slot].astype(np.int64),
+            returns=returns,
+            next_obs=self._stacked(env, cursor),
+            discounts=discounts,
+            weights=weights,
+            indices=flat.astype(np.int64),
+        )
+
+    def _uniform(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        env = np.empty(0, dtype=np.int64)
+        slot = np.empty(0, dtype=np.int64)
+        while len(env) < n:  # rejection sampling: nearly every slot is valid once the buffer has filled
+            e = self.rng.integers(0, self.num_envs, 2 * n)
+            s = self.rng.integers(0, np.maximum(1, np.minimum(self.written[e], self.per_env)))
+            keep = self.valid[e, s]
+            env, slot = np.concatenate([env, e[keep]]), np.concatenate([slot, s[keep]])
+        return env[:n], slot[:n]
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray, eps: float = 1e-6) -> None:
+        if self.tree is None:
+            return
+        priorities = np.abs(td_errors) + eps
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+        env, slot = np.divmod(indices, self.per_env)
+        keep = self.valid[env, slot]  # a slot overwritten since sampling stays at zero
+        self.tree.set(indices[keep], priorities[keep] ** self.alpha)

@@ -1,0 +1,117 @@
+"""Checkpoints that never execute code on load: tensors in .safetensors, everything else in JSON.
+
+A nested state (module and optimiser state dicts, counters) is split into flat tensors and a JSON
+skeleton that says where each tensor goes. Both files are written to temp names and renamed, the
+JSON last, and each names the same `step`, so a crash mid-write leaves the previous pair usable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from scripts.logger import write_json_atomic
+
+
+def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().to("cpu").contiguous().clone()
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):  # pairs keep int keys (optimiser state is keyed by parameter index)
+        return {"__dict__": [[k, _flatten(v, f"{prefix}/{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, list | tuple):
+        return {"__list__": [_flatten(v, f"{prefix}/{i}", tensors) for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint")
+
+
+def _unflatten(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(node, dict):
+        if "__tensor__" in node:
+            return tensors[node["__tensor__"]]
+        if "__dict__" in node:
+            return {k: _unflatten(v, tensors) for k, v in node["__dict__"]}
+        if "__list__" in node:
+            return [_unflatten(v, tensors) for v in node["__list__"]]
+    return node
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """Write `path` (.safetensors) and the .json beside it; `meta` must hold "step"."""
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(state, "state", tensors)
+    tmp = path.with_suffix(".safetensors.tmp")
+    save_file(tensors, str(tmp), metadata={"step": str(meta["step"])})
+    os.replace(tmp, path)
+    write_json_atomic(path.with_suffix(".json"), {**meta, "skeleton": skeleton})
+    return path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    meta_path = Path(path).with_suffix(".json")
+    if not meta_path.exists():
+        raise FileNotFoundError(f"no checkpoint metadata at {meta_path}")
+    return json.loads(meta_path.read_text())
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (state, meta). Only tensors and JSON are read: nothing is unpickled or executed."""
+    path = Path(path).with_suffix(".safetensors")
+    meta = read_meta(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint weights missing: {path}")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        step = (f.metadata() or {}).get("step")
+    if step != str(meta["step"]):
+        raise ValueError(
+            f"{path} (step {step}) and its .json (step {meta['step']}) disagree: a write was cut off"
+        )
+    tensors = load_file(str(path), device=str(device))
+    skeleton = meta.pop("skeleton")
+    return _unflatten(skeleton, tensors), meta
+
+
+def find_checkpoint(target: str | Path, which: str = "latest") -> Path:
+    """A run directory (-> its checkpoints/<which>) or a checkpoint file, with a clear error otherwise."""
+    target = Path(target)
+    if target.is_dir():
+        path = target / "checkpoints" / f"{which}.safetensors"
+        if not path.exists() and which == "best":
+            path = target / "checkpoints" / "latest.safetensors"
+    else:
+        path = target.with_suffix(".safetensors")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; pass a run directory made by scripts/train.py or a .safetensors file"
+        )
+    return path
+
+
+def save_arrays(path: str | Path, arrays: dict[str, Any]) -> Path:
+    """numpy arrays to .npz (no object arrays), atomically."""
+    import numpy as np
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_arrays(path: str | Path) -> dict[str, Any]:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

@@ -1,0 +1,164 @@
+"""Evaluate a saved policy on the evaluation protocol and report it against reference scores.
+
+    python scripts/evaluate.py RUN_DIR_OR_CHECKPOINT [--episodes N] [--seed S]
+
+Plays N whole games (eval mode: no life-loss episodes, raw rewards, sticky actions as in training) with
+seeds disjoint from training, then prints and writes eval.json and eval.md beside the run: mean, median,
+std, a bootstrap 95% CI of the raw score, and the human-normalised score (Mnih et al. 2015 table).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tyro
+
+import agents
+import envs
+import nets
+from scripts.checkpoint import find_checkpoint, load_checkpoint
+from scripts.logger import write_json_atomic
+
+# Mnih et al. 2015 (Nature), Extended Data Table 2: random, human, DQN. One human set only (design §3).
+REFERENCE = {
+    "Pong": (-20.7, 9.3, 18.9),
+    "Breakout": (1.7, 31.8, 401.2),
+    "SpaceInvaders": (148.0, 1652.0, 1976.0),
+    "Seaquest": (68.4, 20182.0, 5286.0),
+    "BeamRider": (363.9, 5775.0, 6846.0),
+    "Enduro": (0.0, 309.6, 301.8),
+    "Qbert": (163.9, 13455.0, 10596.0),
+    "Asterix": (210.0, 8503.0, 6012.0),
+}
+EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap the training envs' seed + i
+
+
+@dataclass(frozen=True)
+class EvaluateArgs:
+    target: Path
+    """A run directory (uses checkpoints/best, else latest) or a .safetensors checkpoint."""
+    episodes: int = 10
+    """Whole games to play."""
+    seed: int = 0
+    """Evaluation seed (offset so it never equals a training env's seed)."""
+    num_envs: int = 5
+    """Games played in parallel; each env plays an equal share, so short games are not favoured."""
+    device: str = "auto"
+    """cpu, cuda or auto."""
+    checkpoint: str = "best"
+    """Which checkpoint of a run directory: best or latest."""
+
+
+def load_agent(target: str | Path, which: str = "best", device: str = "auto") -> tuple[Any, dict[str, Any]]:
+    """Rebuild an agent from a checkpoint alone (its JSON holds the agent name, game and config)."""
+    path = find_checkpoint(target, which)
+    state, meta = load_checkpoint(path)
+    module = agents.get_agent(meta["agent"])
+    cfg = agents.config_from_dict(module.Config, meta["agent_config"])
+    probe = envs.make(meta["game"], 1, mode="eval", backend="sync")
+    agent = module.make_agent(cfg, probe, device)
+    probe.close()
+    agent.load_state_dict(state)
+    return agent, {**meta, "checkpoint": str(path)}
+
+
+def play_games(
+    agent: Any, game: str, episodes: int, *, seed: int = 0, num_envs: int = 5, video_dir: Path | None = None
+) -> list[dict[str, float]]:
+    """Play `episodes` whole games in eval mode; env i plays its share of them in order."""
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    num_envs = min(num_envs, episodes)
+    quota = np.full(num_envs, episodes // num_envs)
+    quota[: episodes % num_envs] += 1
+    options: dict[str, Any] = {}
+    if video_dir is not None and envs.resolve(game).kind == "atari":
+        options = {"video_dir": str(video_dir), "video_every": 1}
+    backend = "sync" if options else "auto"  # video recording lives in gymnasium's single envs
+    env = envs.make(game, num_envs, seed=seed + EVAL_SEED_OFFSET, mode="eval", backend=backend, **options)
+    obs, _ = env.reset()
+    games: list[dict[str, float]] = []
+    done_count = np.zeros(num_envs, dtype=int)
+    with nets.num_threads(1):
+        while (done_count < quota).any():
+            obs, _, _, _, info = env.step(agent.eval_act(obs))
+            for i, score, length in envs.finished_episodes(info):
+                if done_count[i] < quota[i]:
+                    games.append({"env": i, "score": score, "length": length})
+                    done_count[i] += 1
+    env.close()
+    return games
+
+
+def summarise(scores: list[float], game: str, seed: int = 0, resamples: int = 10_000) -> dict[str, Any]:
+    """Mean, median, std, bootstrap 95% CI of the mean, and the human-normalised score where known."""
+    x = np.asarray(scores, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = rng.choice(x, size=(resamples, len(x)), replace=True).mean(axis=1)
+    out: dict[str, Any] = {
+        "episodes": len(x),
+        "mean": float(x.mean()),
+        "median": float(np.median(x)),
+        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "ci95": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))],
+    }
+    name = envs.resolve(game).name
+    if name in REFERENCE:
+        random, human, dqn = REFERENCE[name]
+        out["human_normalised"] = (out["mean"] - random) / (human - random)
+        out["reference"] = {"random": random, "human": human, "dqn2015": dqn, "source": "Mnih et al. 2015"}
+    return out
+
+
+def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = [
+        f"# Evaluation: {meta['agent']} on {meta['game']}",
+        "",
+        f"Checkpoint `{meta['checkpoint']}` (step {meta['step']:,}, frames {meta.get('frames', 0):,}); "
+        f"{summary['episodes']} games, eval protocol.",
+        "",
+        "| mean | median | std | 95% CI (bootstrap) | min | max | human-normalised |",
+        "|---|---|---|---|---|---|---|",
+        f"| {summary['mean']:.1f} | {summary['median']:.1f} | {summary['std']:.1f} | "
+        f"[{summary['ci95'][0]:.1f}, {summary['ci95'][1]:.1f}] | "
+        f"{summary['min']:.0f} | {summary['max']:.0f} | "
+        f"{summary.get('human_normalised', float('nan')):.2f} |",
+    ]
+    if "reference" in summary:
+        ref = summary["reference"]
+        lines += [
+            "",
+            f"Reference ({ref['source']}): random {ref['random']}, human {ref['human']}, "
+            f"DQN {ref['dqn2015']}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(args: EvaluateArgs) -> dict[str, Any]:
+    agent, meta = load_agent(args.target, args.checkpoint, args.device)
+    games = play_games(agent, meta["game"], args.episodes, seed=args.seed, num_envs=args.num_envs)
+    summary = summarise([g["score"] for g in games], meta["game"], args.seed)
+    result = {
+        "agent": meta["agent"],
+        "game": meta["game"],
+        "checkpoint": meta["checkpoint"],
+        "step": meta["step"],
+        "games": games,
+        **summary,
+    }
+    run_dir = Path(args.target) if Path(args.target).is_dir() else Path(meta["checkpoint"]).parent.parent
+    write_json_atomic(run_dir / "eval.json", result)
+    (run_dir / "eval.md").write_text(markdown(summary, meta))
+    print(markdown(summary, meta))
+    print(json.dumps({k: result[k] for k in ("game", "episodes", "mean", "median", "std", "ci95")}))
+    return result
+
+
+if __name__ == "__main__":
+    main(tyro.cli(EvaluateArgs))

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+
+import envs
+from agents import dqn
+from agents.replay import Transitions
+from scripts.checkpoint import load_checkpoint, save_checkpoint
+
+
+def test_td_targets_double_versus_vanilla_and_terminal_versus_truncated_by_hand():
+    returns = torch.tensor([1.0, 2.0, 0.5])
+    discounts = torch.tensor([0.99, 0.0, 0.99**3])  # bootstrap / terminated / truncated after 3 steps
+    next_q_target = torch.tensor([[1.0, 5.0], [7.0, 3.0], [2.0, 4.0]])
+    next_q_online = torch.tensor([[3.0, 0.0], [0.0, 9.0], [1.0, 2.0]])
+    vanilla = dqn.td_targets(returns, discounts, next_q_target)
+    torch.testing.assert_close(vanilla, torch.tensor([1 + 0.99 * 5, 2.0, 0.5 + 0.99**3 * 4]))
+    double = dqn.td_targets(returns, discounts, next_q_target, next_q_online)
+    # online net picks action 0 for the first row, so the target net's value of action 0 is used
+    torch.testing.assert_close(double, torch.tensor([1 + 0.99 * 1, 2.0, 0.5 + 0.99**3 * 4]))
+
+
+def pong_agent(**overrides):
+    cfg = dqn.Config(**{"buffer_size": 1000, "learning_starts": 100, **overrides})
+    env = envs.make("Pong", 2, seed=0, backend="sync")
+    return cfg, env, dqn.make_agent(cfg, env, "cpu")
+
+
+def test_update_moves_q_towards_targets_and_syncs_target():
+    torch.manual_seed(0)
+    cfg, env, agent = pong_agent(lr=1e-3, bf16=False, dueling=True, prioritized=True)
+    env.close()
+    rng = np.random.default_rng(0)
+    batch = Transitions(
+        obs=rng.integers(0, 256, (8, 4, 84, 84), dtype=np.uint8),
+        actions=rng.integers(0, 6, 8),
+        returns=np.ones(8, dtype=np.float32),
+        next_obs=rng.integers(0, 256, (8, 4, 84, 84), dtype=np.uint8),
+        discounts=np.zeros(8, dtype=np.float32),  # terminal: targets are exactly 1
+        weights=np.ones(8, dtype=np.float32),
+        indices=np.arange(8),
+    )
+    first, td_first = agent.update(batch)
+    for _ in range(30):
+        metrics, td = agent.update(batch)
+    assert metrics["losses/td_loss"] < first["losses/td_loss"] / 10
+    assert td.shape == (8,) and td.mean() < td_first.mean()
+    pairs = list(zip(agent.q_net.parameters(), agent.target_q_net.parameters(), strict=True))
+    assert sum((a - b).abs().sum() for a, b in pairs) > 0
+    agent.sync_target()
+    for a, b in zip(agent.q_net.parameters(), agent.target_q_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):
+    cfg, env, agent = pong_agent()
+    obs, _ = env.reset()
+    replay = dqn.make_replay(cfg, env)
+    replay.reset(obs)
+    for _ in range(80):  # a few real updates so optimiser state exists
+        a = agent.act(obs, 1.0)
+        obs, r, te, tr, _ = env.step(a)
+        replay.add(a, r, te, obs, tr)
+    agent.update(replay.sample(32))
+    save_checkpoint(tmp_path / "ck", agent.state_dict(), {"step": 80})
+    state, meta = load_checkpoint(tmp_path / "ck")
+    _, _, fresh = pong_agent()
+    fresh.load_state_dict(state)
+    probe = np.random.default_rng(1).integers(0, 256, (16, 4, 84, 84), dtype=np.uint8)
+    np.testing.assert_array_equal(agent.act(probe, 0.0), fresh.act(probe, 0.0))
+    assert meta["step"] == 80 and fresh.updates == agent.updates == 1
+    opt_a, opt_b = agent.optimizer.state_dict()["state"], fresh.optimizer.state_dict()["state"]
+    torch.testing.assert_close(opt_a[0]["exp_avg"], opt_b[0]["exp_avg"])
+    env.close()
+
+
+def test_epsilon_greedy_explores_at_the_given_rate():
+    cfg, env, agent = pong_agent()
+    env.close()
+    obs = np.zeros((2000, 4, 84, 84), dtype=np.uint8)  # identical observations: one greedy action
+    greedy = agent.act(obs[:1], 0.0)[0]
+    actions = agent.act(obs, 0.3)
+    # explored actions are uniform over 6, so 0.3 * 5/6 of them differ from the greedy one
+    assert abs((actions != greedy).mean() - 0.25) < 0.04
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"frames": 0}, "--frames must be positive"),
+        ({"lr": -1.0}, "--lr must be positive"),
+        ({"buffer_size": 16, "batch_size": 32, "learning_starts": 0}, "smaller than --batch-size"),
+        ({"learning_starts": 10**6}, "exceeds --buffer-size"),
+    ],
+)
+def test_bad_configs_fail_with_a_message(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        dqn.Config(**overrides).validate()

@@ -1,0 +1,154 @@
+"""train -> watch -> evaluate end to end on a tiny budget, resume, kill, and bad input."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from envs.video import read_mp4
+from scripts import evaluate, train, watch
+from scripts.checkpoint import read_meta
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--frames", "1600", "--learning-starts", "100", "--buffer-size", "1000", "--num-envs", "2",
+        "--eval-episodes", "1", "--eval-every", "800", "--video-every", "1", "--log-every", "50",
+        "--no-progress"]  # fmt: skip
+
+
+def rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "breakout"
+    summary = train.main(["dqn", "--env", "Breakout", "--run-dir", str(run_dir), "--wandb", "offline", *TINY])
+    return run_dir, summary
+
+
+def test_train_writes_the_run_directory_contract(trained):
+    run_dir, summary = trained
+    assert summary["frames"] == 1600 and summary["global_step"] == 400
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["agent"] == "dqn" and config["game"] == "ALE/Breakout-v5"
+    assert config["agent_config"]["buffer_size"] == 1000
+    lines = rows(run_dir)
+    assert all("global_step" in r and "frames" in r for r in lines)
+    games = [r for r in lines if "episode_return" in r]
+    assert games and all(r["episode_return"] >= 0 and r["episode_length"] > 0 for r in games)
+    training = [r for r in lines if "sps" in r]
+    assert training and any("losses/td_loss" in r for r in training)
+    assert [r["frames"] for r in lines if "eval/mean_return" in r] == [800, 1600]
+    for which in ("latest", "best"):
+        assert (run_dir / "checkpoints" / f"{which}.safetensors").exists()
+        assert read_meta(run_dir / "checkpoints" / which)["agent"] == "dqn"
+    assert read_meta(run_dir / "checkpoints" / "latest")["step"] == 400
+    videos = sorted((run_dir / "videos").glob("episode-*-score-*.mp4"))
+    assert videos and read_mp4(videos[0]).shape[1:] == (210, 160, 3)
+    assert (run_dir / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert offline, "an offline W&B run that `wandb sync` can upload"
+
+
+def test_watch_rebuilds_the_agent_from_the_checkpoint_and_records_games(trained, tmp_path):
+    run_dir, _ = trained
+    paths = watch.main(watch.WatchArgs(target=run_dir, episodes=2, out=tmp_path, live=False))
+    assert len(paths) == 2
+    for path in paths:
+        assert "score" in path.name
+        frames = read_mp4(path)
+        assert frames.shape[1:] == (210, 160, 3) and len(frames) > 10
+        assert frames.std() > 10  # real gameplay pixels, not a blank screen
+
+
+def test_evaluate_writes_statistics_against_the_reference(trained):
+    run_dir, _ = trained
+    result = evaluate.main(evaluate.EvaluateArgs(target=run_dir, episodes=3, num_envs=3))
+    saved = json.loads((run_dir / "eval.json").read_text())
+    assert saved["episodes"] == 3 and len(saved["games"]) == 3
+    assert saved["mean"] == pytest.approx(sum(g["score"] for g in saved["games"]) / 3)
+    low, high = saved["ci95"]
+    assert low <= saved["mean"] <= high
+    assert saved["human_normalised"] == pytest.approx((saved["mean"] - 1.7) / (31.8 - 1.7))
+    assert "human-normalised" in (run_dir / "eval.md").read_text()
+    assert result["game"] == "ALE/Breakout-v5"
+
+
+def test_resume_continues_from_the_latest_checkpoint_with_the_same_global_step(trained, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained[0], run_dir)
+    before = len(rows(run_dir))
+    summary = train.main(["dqn", "--resume", str(run_dir), "--frames", "2400"])
+    new = rows(run_dir)[before:]
+    steps = [r["global_step"] for r in new]
+    assert min(steps) > 400 and summary["global_step"] == 600
+    assert read_meta(run_dir / "checkpoints" / "latest")["step"] == 600
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "scripts/train.py", "dqn", "--env", "CartPole-v1", "--run-dir", str(run_dir),
+           "--wandb", "off", "--frames", "1000000", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any("episode_return" in r for r in _safe_rows(run_dir)):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert f"--resume {run_dir}" in err
+    assert read_meta(run_dir / "checkpoints" / "latest")["step"] > 0
+
+
+def _safe_rows(run_dir):
+    try:
+        return rows(run_dir)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["dqnn", "--env", "Pong"], "unknown agent 'dqnn' (did you mean dqn?)"),
+        (["dqn", "--env", "Pongg"], "closest valid names: Pong"),
+        (["dqn", "--env", "Pong", "--frames", "0"], "--frames must be positive"),
+        (["dqn", "--env", "Pong", "--lr", "0"], "--lr must be positive"),
+        (
+            ["dqn", "--env", "Pong", "--buffer-size", "16", "--learning-starts", "0"],
+            "smaller than --batch-size",
+        ),
+        ([], "name an agent first"),
+    ],
+)
+def test_bad_input_is_one_line_before_training(argv, message):
+    start = time.time()
+    with pytest.raises(SystemExit) as err:
+        train.main(argv)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert time.time() - start < 10  # nothing was trained
+
+
+def test_resuming_with_another_game_or_agent_is_refused(trained, tmp_path):
+    run_dir, _ = trained
+    with pytest.raises(SystemExit, match="was trained on ALE/Breakout-v5, not Pong"):
+        train.main(["dqn", "--resume", str(run_dir), "--env", "Pong"])
+    meta_path = run_dir / "checkpoints" / "latest.json"
+    meta = json.loads(meta_path.read_text())
+    other = tmp_path / "other" / "checkpoints"
+    other.mkdir(parents=True)
+    (other / "latest.json").write_text(json.dumps({**meta, "agent": "ppo"}))
+    (other / "latest.safetensors").write_bytes((run_dir / "checkpoints" / "latest.safetensors").read_bytes())
+    with pytest.raises(SystemExit, match="holds a ppo checkpoint, not dqn"):
+        train.main(["dqn", "--resume", str(other.parent)])
+
+
+def test_watch_and_evaluate_name_a_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        evaluate.main(evaluate.EvaluateArgs(target=tmp_path))
