@@ -15,7 +15,4 @@ def linear_schedule(start: float, end: float, duration: int, step: int) -> float
 
 def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """numpy -> tensor on `device` without changing the dtype (uint8 pixels stay uint8 until the net)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
