@@ -236,7 +236,8 @@ def train(
         rows = [{"episode_return": score, "episode_length": length}
                 for _, score, length in envs.finished_episodes(info)]  # fmt: skip
 
-        if len(replay) >= max(cfg.learning_starts, cfg.batch_size):
+        # Counted in transitions added, not held: a full ring never holds `buffer_size` sampleable ones.
+        if replay.added >= cfg.learning_starts and len(replay) >= cfg.batch_size:
             beta = linear_schedule(cfg.per_beta_start, 1.0, total_steps, global_step)
             for _ in range(_crossings(prev_step, global_step, cfg.train_every) * cfg.gradient_steps):
                 batch = replay.sample(cfg.batch_size, beta)

@@ -91,6 +91,7 @@ class ReplayBuffer:
         seed: int = 0,
     ) -> None:
         self.num_envs, self.per_env = num_envs, capacity // num_envs
+        self.frame_stack = frame_stack
         self.stack = obs_shape[0] if frame_stack else 1
         if self.per_env < self.stack + n_step + 2:
             raise ValueError(
@@ -107,6 +108,7 @@ class ReplayBuffer:
         self.valid = np.zeros(shape, dtype=bool)  # slot k starts a real transition k -> k+1
         self.pos = np.zeros(num_envs, dtype=np.int64)  # slot of each env's current observation
         self.written = np.zeros(num_envs, dtype=np.int64)  # slots ever written, per env
+        self.added = np.zeros((), dtype=np.int64)  # real transitions ever added (gates learning_starts)
         self.prioritized, self.alpha = prioritized, alpha
         self.tree = SumTree(num_envs * self.per_env) if prioritized else None
         self.max_priority = 1.0
@@ -123,7 +125,7 @@ class ReplayBuffer:
         extra = 4 if self.prioritized else 0  # a float32-equivalent share of the tree's leaves
         return sum(a.nbytes for a in arrays) / (self.num_envs * self.per_env) + extra
 
-    STATE = ("frames", "actions", "rewards", "terminated", "valid", "pos", "written")
+    STATE = ("frames", "actions", "rewards", "terminated", "valid", "pos", "written", "added")
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Plain arrays (no objects), so a saved buffer loads without unpickling."""
@@ -164,7 +166,7 @@ class ReplayBuffer:
                 self.tree.set([env * self.per_env + slot], [0.0])
 
     def _start_episode(self, env: int, obs: np.ndarray) -> None:
-        if self.stack == 1:
+        if not self.frame_stack:
             self._write(env, obs)
             return
         for frame in obs:  # the whole stack: older frames become unsampleable pre-history slots
@@ -188,8 +190,9 @@ class ReplayBuffer:
                 self.actions[e, slot] = actions[e]
                 self.rewards[e, slot] = rewards[e]
                 self.terminated[e, slot] = terminated[e]
-                self._write(e, next_obs[e][-1] if self.stack > 1 else next_obs[e])
+                self._write(e, next_obs[e][-1] if self.frame_stack else next_obs[e])
                 self.valid[e, slot] = True
+                self.added += 1
                 if self.tree is not None:
                     self.tree.set([e * self.per_env + slot], [self.max_priority**self.alpha])
         self._prev_done = done.copy()
@@ -205,7 +208,7 @@ class ReplayBuffer:
         offsets = np.arange(-self.stack + 1, 1)  # oldest .. newest
         window = (slot[:, None] + offsets[None]) % self.per_env  # (B, K)
         out = self.frames[env[:, None], window]  # (B, K, H, W)
-        return out if self.stack > 1 else out[:, 0]
+        return out if self.frame_stack else out[:, 0]
 
     def sample(self, batch_size: int, beta: float = 0.4) -> Transitions:
         if len(self) < batch_size:

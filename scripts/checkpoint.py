@@ -1,8 +1,8 @@
 """Checkpoints that never execute code on load: tensors in .safetensors, everything else in JSON.
 
 A nested state (module and optimiser state dicts, counters) is split into flat tensors and a JSON
-skeleton that says where each tensor goes. Both files are written to temp names and renamed, the
-JSON last, and each names the same `step`, so a crash mid-write leaves the previous pair usable.
+skeleton that says where each tensor goes. Skeleton and metadata live in the safetensors header, and the
+file is written under a temp name and renamed, so a crash mid-write leaves the previous checkpoint whole.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from scripts.logger import write_json_atomic
+
+META_KEY = "pixelrl"
 
 
 def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -43,23 +45,34 @@ def _unflatten(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
-    """Write `path` (.safetensors) and the .json beside it; `meta` must hold "step"."""
+    """Write `path` (.safetensors) and a readable .json copy of its metadata beside it."""
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(state, "state", tensors)
     tmp = path.with_suffix(".safetensors.tmp")
-    save_file(tensors, str(tmp), metadata={"step": str(meta["step"])})
+    # The metadata travels inside the weights file: one rename publishes both, so no crash can pair new
+    # weights with old metadata. The .json beside it is for people and tools that read JSON.
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps({**meta, "skeleton": skeleton})})
     os.replace(tmp, path)
-    write_json_atomic(path.with_suffix(".json"), {**meta, "skeleton": skeleton})
+    write_json_atomic(path.with_suffix(".json"), meta)
     return path
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    meta_path = Path(path).with_suffix(".json")
-    if not meta_path.exists():
-        raise FileNotFoundError(f"no checkpoint metadata at {meta_path}")
-    return json.loads(meta_path.read_text())
+    """The metadata stored in a checkpoint's weights file (step, agent, game, configs)."""
+    from safetensors import safe_open
+
+    path = Path(path).with_suffix(".safetensors")
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        header = (f.metadata() or {}).get(META_KEY)
+    if header is None:
+        raise ValueError(
+            f"{path} is a safetensors file but not a pixelrl checkpoint (no '{META_KEY}' metadata)"
+        )
+    return json.loads(header)
 
 
 def load_checkpoint(
@@ -68,16 +81,6 @@ def load_checkpoint(
     """Return (state, meta). Only tensors and JSON are read: nothing is unpickled or executed."""
     path = Path(path).with_suffix(".safetensors")
     meta = read_meta(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint weights missing: {path}")
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        step = (f.metadata() or {}).get("step")
-    if step != str(meta["step"]):
-        raise ValueError(
-            f"{path} (step {step}) and its .json (step {meta['step']}) disagree: a write was cut off"
-        )
     tensors = load_file(str(path), device=str(device))
     skeleton = meta.pop("skeleton")
     return _unflatten(skeleton, tensors), meta

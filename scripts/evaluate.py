@@ -39,7 +39,7 @@ EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap the training envs
 
 @dataclass(frozen=True)
 class EvaluateArgs:
-    target: Path
+    target: tyro.conf.Positional[Path]
     """A run directory (uses checkpoints/best, else latest) or a .safetensors checkpoint."""
     episodes: int = 10
     """Whole games to play."""
@@ -51,6 +51,50 @@ class EvaluateArgs:
     """cpu, cuda or auto."""
     checkpoint: str = "best"
     """Which checkpoint of a run directory: best or latest."""
+    baselines: str = "random,human,dqn2015"
+    """Comma-separated: random (a uniform random policy played here on the same protocol), human and
+    dqn2015 (published, Mnih et al. 2015)."""
+
+
+BASELINES = ("random", "human", "dqn2015")
+
+
+class RandomAgent:
+    """Uniform random actions: the 'random' baseline, played on exactly the agent's protocol."""
+
+    def __init__(self, num_actions: int, seed: int = 0) -> None:
+        self.num_actions, self.rng = num_actions, np.random.default_rng(seed)
+
+    def eval_act(self, obs: np.ndarray) -> np.ndarray:
+        return self.rng.integers(0, self.num_actions, len(obs))
+
+
+def parse_baselines(text: str) -> list[str]:
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BASELINES]
+    if "sb3" in unknown:
+        raise SystemExit("error: --baselines sb3 is not available yet; use random, human, dqn2015")
+    if unknown:
+        raise SystemExit(f"error: unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
+    return names
+
+
+def baseline_rows(
+    names: list[str], game: str, episodes: int, *, seed: int, num_envs: int, num_actions: int
+) -> dict[str, dict[str, Any]]:
+    """Each requested baseline's mean score (and, for random, its full statistics from play here)."""
+    rows: dict[str, dict[str, Any]] = {}
+    reference = REFERENCE.get(envs.resolve(game).name)
+    if "random" in names:
+        games = play_games(RandomAgent(num_actions, seed), game, episodes, seed=seed, num_envs=num_envs)
+        rows["random (played here)"] = {
+            **summarise([g["score"] for g in games], game, seed),
+            "source": "played",
+        }
+    for name, column, label in (("random", 0, "random"), ("human", 1, "human"), ("dqn2015", 2, "DQN")):
+        if name in names and reference is not None:
+            rows[f"{label} (Mnih et al. 2015)"] = {"mean": reference[column], "source": "published"}
+    return rows
 
 
 def load_agent(target: str | Path, which: str = "best", device: str = "auto") -> tuple[Any, dict[str, Any]]:
@@ -116,7 +160,7 @@ def summarise(scores: list[float], game: str, seed: int = 0, resamples: int = 10
     return out
 
 
-def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+def markdown(summary: dict[str, Any], meta: dict[str, Any], baselines: dict[str, dict] | None = None) -> str:
     lines = [
         f"# Evaluation: {meta['agent']} on {meta['game']}",
         "",
@@ -130,6 +174,12 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{summary['min']:.0f} | {summary['max']:.0f} | "
         f"{summary.get('human_normalised', float('nan')):.2f} |",
     ]
+    if baselines:
+        lines += ["", "| baseline | mean | median | 95% CI | source |", "|---|---|---|---|---|"]
+        for name, row in baselines.items():
+            ci = f"[{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}]" if "ci95" in row else "-"
+            median = f"{row['median']:.1f}" if "median" in row else "-"
+            lines.append(f"| {name} | {row['mean']:.1f} | {median} | {ci} | {row['source']} |")
     if "reference" in summary:
         ref = summary["reference"]
         lines += [
@@ -141,9 +191,18 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
 
 
 def main(args: EvaluateArgs) -> dict[str, Any]:
+    names = parse_baselines(args.baselines)
     agent, meta = load_agent(args.target, args.checkpoint, args.device)
     games = play_games(agent, meta["game"], args.episodes, seed=args.seed, num_envs=args.num_envs)
     summary = summarise([g["score"] for g in games], meta["game"], args.seed)
+    baselines = baseline_rows(
+        names,
+        meta["game"],
+        args.episodes,
+        seed=args.seed,
+        num_envs=args.num_envs,
+        num_actions=agent.num_actions,
+    )
     result = {
         "agent": meta["agent"],
         "game": meta["game"],
@@ -151,11 +210,13 @@ def main(args: EvaluateArgs) -> dict[str, Any]:
         "step": meta["step"],
         "games": games,
         **summary,
+        "baselines": baselines,
     }
     run_dir = Path(args.target) if Path(args.target).is_dir() else Path(meta["checkpoint"]).parent.parent
     write_json_atomic(run_dir / "eval.json", result)
-    (run_dir / "eval.md").write_text(markdown(summary, meta))
-    print(markdown(summary, meta))
+    report = markdown(summary, meta, baselines)
+    (run_dir / "eval.md").write_text(report)
+    print(report)
     print(json.dumps({k: result[k] for k in ("game", "episodes", "mean", "median", "std", "ci95")}))
     return result
 

@@ -67,6 +67,7 @@ class RunLogger:
         project: str = "pixelrl",
         resume: bool = False,
         quiet: bool = False,
+        step_metric: str = "global_step",
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,7 @@ class RunLogger:
         write_json_atomic(self.run_dir / "config.json", config)
         self._metrics = open(self.run_dir / "metrics.jsonl", "a" if resume else "w")  # noqa: SIM115
         self.mode = resolve_wandb_mode(wandb_mode)
+        self.step_metric = step_metric
         self._wandb = None
         if self.mode != "off":
             self._start_wandb(project, resume, quiet)
@@ -94,6 +96,10 @@ class RunLogger:
                 resume="allow" if resume else None,
                 settings=wandb.Settings(silent=True, console="off"),
             )
+            # Plot against our own step key rather than W&B's internal counter, so a resumed run that
+            # re-logs steps after its last checkpoint is not dropped by W&B.
+            self._wandb.define_metric(self.step_metric)
+            self._wandb.define_metric("*", step_metric=self.step_metric)
             if not quiet:
                 how = (
                     "online"
@@ -118,34 +124,34 @@ class RunLogger:
         )
         self._wandb = None
 
-    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+    def log(self, metrics: dict[str, Any]) -> None:
         """Append one line to metrics.jsonl (non-finite floats become null) and send it to W&B."""
         row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         self._metrics.write(json.dumps(row) + "\n")
         self._metrics.flush()
         if self._wandb is not None:
             try:
-                self._wandb.log(metrics, step=step)
+                self._wandb.log(metrics)
             except Exception as exc:
                 self._wandb_failed(exc)
 
-    def log_video(self, path: str | Path, key: str = "media/video", step: int | None = None) -> None:
+    def log_video(self, path: str | Path, step: int, key: str = "media/video") -> None:
         if self._wandb is None:
             return
         try:
             import wandb
 
-            self._wandb.log({key: wandb.Video(str(path), format="mp4")}, step=step)
+            self._wandb.log({key: wandb.Video(str(path), format="mp4"), self.step_metric: step})
         except Exception as exc:
             self._wandb_failed(exc)
 
-    def log_image(self, path: str | Path, key: str, step: int | None = None) -> None:
+    def log_image(self, path: str | Path, step: int, key: str) -> None:
         if self._wandb is None:
             return
         try:
             import wandb
 
-            self._wandb.log({key: wandb.Image(str(path))}, step=step)
+            self._wandb.log({key: wandb.Image(str(path)), self.step_metric: step})
         except Exception as exc:
             self._wandb_failed(exc)
 

@@ -95,7 +95,7 @@ def main(cfg: SupervisedConfig) -> dict[str, float]:
     augment = (lambda mb_x: nets.random_shift(mb_x, pad=1)) if cfg.augment and cfg.net == "cnn" else None
 
     config = {"script": "supervised", **asdict(cfg), "run_dir": str(run_dir)}
-    with RunLogger(run_dir, config, wandb_mode=cfg.wandb) as logger:
+    with RunLogger(run_dir, config, wandb_mode=cfg.wandb, step_metric="epoch") as logger:
         start = time.perf_counter()
         history = nets.fit(
             model, split["train"], split["val"],
@@ -106,7 +106,7 @@ def main(cfg: SupervisedConfig) -> dict[str, float]:
         )  # fmt: skip
         seconds = time.perf_counter() - start
         for row in history.rows():
-            logger.log(row, step=row["epoch"])
+            logger.log(row)
         test = nets.evaluate(model, split["test"], "cross_entropy", metrics={"accuracy": nets.accuracy},
                              device=cfg.device)  # fmt: skip
         result = {
@@ -118,9 +118,15 @@ def main(cfg: SupervisedConfig) -> dict[str, float]:
             "train_seconds": round(seconds, 1),
             "parameters": sum(p.numel() for p in model.parameters()),
         }
-        logger.log({"test_accuracy": result["test_accuracy"], "test_loss": result["test_loss"]})
+        logger.log(
+            {
+                "epoch": history.epochs,
+                "test_accuracy": result["test_accuracy"],
+                "test_loss": result["test_loss"],
+            }
+        )
         curve = plot_supervised(history, run_dir / "curve.png", title=f"digits, {cfg.net}")
-        logger.log_image(curve, "charts/curve")
+        logger.log_image(curve, history.epochs, "charts/curve")
     print(f"run directory: {run_dir}")
     print(json.dumps(result))
     return result

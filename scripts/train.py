@@ -35,7 +35,7 @@ from scripts.checkpoint import (
     save_arrays,
     save_checkpoint,
 )
-from scripts.evaluate import play_games
+from scripts.evaluate import play_games, summarise
 from scripts.logger import RunLogger, read_jsonl
 from scripts.plots import plot_learning_curve
 
@@ -103,14 +103,20 @@ def parse(argv: list[str]) -> tuple[str, RunConfig, Any]:
     except ValueError as err:
         raise SystemExit(f"error: --env: {err}") from None
 
+    default_cfg = module.PRESETS["atari" if kind == "atari" else "classic"]
+    run, cfg = _cli(argv[0], module, rest, RunConfig(), default_cfg)
+    return argv[0], run, cfg
+
+
+def _cli(agent_name: str, module: Any, rest: list[str], run: RunConfig, cfg: Any) -> tuple[RunConfig, Any]:
+    """Parse flat options over the given defaults, then validate the agent config."""
     # Built at run time so the agent's own Config supplies the options (tyro reads the field docstrings).
     Args = dataclasses.make_dataclass("Args", [("run", RunConfig), ("agent", module.Config)], frozen=True)
-    default = Args(RunConfig(), module.PRESETS["atari" if kind == "atari" else "classic"])
     args = tyro.cli(
         Args,
         args=rest,
-        default=default,
-        prog=f"train.py {argv[0]}",
+        default=Args(run, cfg),
+        prog=f"train.py {agent_name}",
         config=(tyro.conf.OmitArgPrefixes,),
         description=module.__doc__,
     )
@@ -118,7 +124,7 @@ def parse(argv: list[str]) -> tuple[str, RunConfig, Any]:
         args.agent.validate()
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
-    return argv[0], args.run, args.agent
+    return args.run, args.agent
 
 
 def _option(argv: list[str], name: str) -> str | None:
@@ -145,12 +151,26 @@ def _parse_resume(agent_name: str, module: Any, run_dir: Path, rest: list[str]) 
         raise SystemExit(
             f"error: {run_dir} was trained on {meta['game']}, not {game}; drop --env to resume it"
         )
-    run = agents.config_from_dict(RunConfig, {**meta["run_config"], "resume": run_dir, "run_dir": run_dir})
-    cfg = agents.config_from_dict(module.Config, meta["agent_config"])
-    frames = _option(rest, "--frames")  # the one setting a resume may change: train for longer
-    if frames is not None:
-        cfg = dataclasses.replace(cfg, frames=int(frames))
-    return agent_name, dataclasses.replace(run, run_dir=Path(run_dir), resume=Path(run_dir)), cfg
+    saved_run = agents.config_from_dict(
+        RunConfig, {**meta["run_config"], "resume": run_dir, "run_dir": run_dir}
+    )
+    saved_run = dataclasses.replace(saved_run, run_dir=Path(run_dir), resume=Path(run_dir))
+    saved_cfg = agents.config_from_dict(module.Config, meta["agent_config"])
+    run, cfg = _cli(agent_name, module, rest, saved_run, saved_cfg)
+    changed = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(saved_cfg, f.name)]
+    changed += [f.name for f in dataclasses.fields(run)
+                if f.name != "env" and getattr(run, f.name) != getattr(saved_run, f.name)]  # fmt: skip
+    refused = [name for name in changed if name not in RESUMABLE]
+    if refused:
+        flags = ", ".join("--" + n.replace("_", "-") for n in refused)
+        allowed = ", ".join("--" + n.replace("_", "-") for n in RESUMABLE)
+        raise SystemExit(f"error: {flags} cannot change when resuming {run_dir} (its saved config is used); "
+                         f"a resume may change only {allowed}")  # fmt: skip
+    return agent_name, dataclasses.replace(run, env=saved_run.env), cfg
+
+
+# What a resume may change: how long to train and how to log, never what is learned.
+RESUMABLE = ("frames", "wandb", "device", "progress", "checkpoint_minutes", "save_replay", "log_every")
 
 
 class Trainer:
@@ -187,41 +207,44 @@ class Trainer:
         if which == "latest" and self.replay is not None:
             save_arrays(self.run_dir / "checkpoints" / "replay.npz", self.replay.state_dict())
 
-    def evaluate(self, agent: Any, step: int) -> dict[str, float]:
+    def evaluate(self, agent: Any) -> dict[str, float]:
         games = play_games(agent, self.game.env_id, self.run.eval_episodes, seed=self.run.seed)
-        scores = np.array([g["score"] for g in games])
-        return {
-            "eval/mean_return": float(scores.mean()),
-            "eval/std_return": float(scores.std()),
-            "eval/median_return": float(np.median(scores)),
-            "eval/episodes": len(scores),
+        stats = summarise([g["score"] for g in games], self.game.env_id, self.run.seed)
+        return {f"eval/{k}_return": stats[k] for k in ("mean", "median", "std")} | {
+            "eval/episodes": len(games)
         }
 
     def main(self) -> dict[str, Any]:
         run, cfg = self.run, self.cfg
-        nets.seed_everything(run.seed)
         resuming = run.resume is not None
+        start_step, state = 0, None
+        if resuming:
+            state, meta = load_checkpoint(find_checkpoint(self.run_dir, "latest"))
+            start_step = meta["step"]
+            self.best_eval = meta.get("best_eval", -float("inf"))
+        elif (self.run_dir / "checkpoints").exists():
+            raise SystemExit(f"error: {self.run_dir} already holds a run; continue it with --resume "
+                             f"{self.run_dir}, or pick another --run-dir")  # fmt: skip
+        # A resumed run draws new games and exploration noise instead of replaying its first ones.
+        seed = run.seed + start_step
+        nets.seed_everything(seed)
         options: dict[str, Any] = {}
         if self.game.kind == "atari" and run.video_every > 0:
             options = {"video_dir": str(self.run_dir / "videos"), "video_every": run.video_every}
-        env = envs.make(run.env, cfg.num_envs, seed=run.seed, mode="train", backend=run.backend, **options)
-        agent = self.module.make_agent(cfg, env, run.device, seed=run.seed)
-        loop_options: dict[str, Any] = {}
-        if run.save_replay and hasattr(self.module, "make_replay"):
-            self.replay = loop_options["replay"] = self.module.make_replay(cfg, env, run.seed)
-            saved = self.run_dir / "checkpoints" / "replay.npz"
-            if resuming and saved.exists():
-                self.replay.load_state_dict(load_arrays(saved))
-        start_step = 0
-        if resuming:
-            state, meta = load_checkpoint(find_checkpoint(self.run_dir, "latest"))
+        env = envs.make(run.env, cfg.num_envs, seed=seed, mode="train", backend=run.backend, **options)
+        agent = self.module.make_agent(cfg, env, run.device, seed=seed)
+        if state is not None:
             agent.load_state_dict(state)
-            start_step = meta["step"]
-            self.best_eval = meta.get("best_eval", -float("inf"))
             rows = read_jsonl(self.run_dir / "metrics.jsonl")  # drop lines logged after the checkpoint
             (self.run_dir / "metrics.jsonl").write_text(
                 "".join(json.dumps(r) + "\n" for r in rows if r.get("global_step", 0) <= start_step)
             )
+        loop_options: dict[str, Any] = {}
+        if run.save_replay and hasattr(self.module, "make_replay"):
+            self.replay = loop_options["replay"] = self.module.make_replay(cfg, env, seed)
+            saved = self.run_dir / "checkpoints" / "replay.npz"
+            if resuming and saved.exists():
+                self.replay.load_state_dict(load_arrays(saved))
         config = {
             "agent": self.agent_name,
             "game": self.game.env_id,
@@ -262,8 +285,9 @@ class Trainer:
             agent,
             total_steps=self.total_steps,
             start_step=start_step,
-            seed=run.seed,
+            seed=seed,
             log_every=run.log_every,
+            **loop_options,
         )
         try:
             for step, rows in loop:
@@ -277,7 +301,7 @@ class Trainer:
                         last_sps = (step - step_log) / max(now - t_log, 1e-9)
                         row["sps"] = row["perf/sps"] = last_sps
                         t_log, step_log = now, step
-                    logger.log({"global_step": step, "frames": frames, **row}, step=step)
+                    logger.log({"global_step": step, "frames": frames, "time": time.time(), **row})
                 bar.update(frames - bar.n)
                 if rows:
                     score = f"{np.mean(recent):.1f}" if recent else "-"
@@ -313,7 +337,7 @@ class Trainer:
             self.run_dir / "curve.png",
             title=f"{self.agent_name} on {self.game.env_id}",
         )
-        logger.log_image(curve, "charts/curve", step=step)
+        logger.log_image(curve, step, "charts/curve")
         logger.close()
         summary = {
             "agent": self.agent_name,
@@ -330,8 +354,8 @@ class Trainer:
         return summary
 
     def _evaluate_and_save(self, agent: Any, logger: RunLogger, step: int) -> dict[str, Any]:
-        result = self.evaluate(agent, step)
-        logger.log({"global_step": step, "frames": step * self.fps, **result}, step=step)
+        result = self.evaluate(agent)
+        logger.log({"global_step": step, "frames": step * self.fps, "time": time.time(), **result})
         if result["eval/mean_return"] > self.best_eval:
             self.best_eval = result["eval/mean_return"]
             self.save(agent, step, "best", {"eval": result, "best_eval": self.best_eval})
@@ -346,7 +370,7 @@ class Trainer:
     def _new_videos(self, logger: RunLogger, seen: set[Path], step: int) -> None:
         for path in sorted(set(self.run_dir.glob("videos/*.mp4")) - seen):
             seen.add(path)
-            logger.log_video(path, "media/train_video", step=step)
+            logger.log_video(path, step, "media/train_video")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

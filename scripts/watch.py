@@ -23,7 +23,7 @@ from scripts.evaluate import load_agent, play_games
 
 @dataclass(frozen=True)
 class WatchArgs:
-    target: Path
+    target: tyro.conf.Positional[Path]
     """A run directory (uses checkpoints/best, else latest) or a .safetensors checkpoint."""
     episodes: int = 3
     """Games to record."""

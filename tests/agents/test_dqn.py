@@ -96,3 +96,17 @@ def test_epsilon_greedy_explores_at_the_given_rate():
 def test_bad_configs_fail_with_a_message(overrides, message):
     with pytest.raises(ValueError, match=message):
         dqn.Config(**overrides).validate()
+
+
+def test_learning_starts_equal_to_the_buffer_size_still_trains():
+    # A full ring never holds buffer_size sampleable transitions (episode starts, the newest slot), so
+    # the gate counts transitions added.
+    cfg = dqn.PRESETS["classic"]
+    cfg = dqn.Config(**{**cfg.__dict__, "buffer_size": 200, "learning_starts": 200, "frames": 600,
+                        "train_every": 4, "gradient_steps": 1})  # fmt: skip
+    env = envs.make("CartPole-v1", 1, seed=0)
+    agent = dqn.make_agent(cfg, env, "cpu")
+    for _ in dqn.train(cfg, env, agent, total_steps=600):
+        pass
+    # learning starts once 200 real transitions were added (reset steps are not transitions): ~100 updates
+    assert 90 <= agent.updates <= (600 - 200) // 4

@@ -11,7 +11,7 @@ import pytest
 
 from envs.video import read_mp4
 from scripts import evaluate, train, watch
-from scripts.checkpoint import read_meta
+from scripts.checkpoint import load_arrays, load_checkpoint, read_meta, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--frames", "1600", "--learning-starts", "100", "--buffer-size", "1000", "--num-envs", "2",
@@ -74,8 +74,22 @@ def test_evaluate_writes_statistics_against_the_reference(trained):
     low, high = saved["ci95"]
     assert low <= saved["mean"] <= high
     assert saved["human_normalised"] == pytest.approx((saved["mean"] - 1.7) / (31.8 - 1.7))
-    assert "human-normalised" in (run_dir / "eval.md").read_text()
+    report = (run_dir / "eval.md").read_text()
+    assert "human-normalised" in report and "random (played here)" in report
+    random = saved["baselines"]["random (played here)"]
+    assert random["episodes"] == 3 and random["source"] == "played"
+    assert saved["baselines"]["human (Mnih et al. 2015)"]["mean"] == 31.8
     assert result["game"] == "ALE/Breakout-v5"
+
+
+def test_evaluate_and_watch_take_the_run_directory_as_a_positional_argument(tmp_path):
+    import tyro
+
+    args = tyro.cli(evaluate.EvaluateArgs, args=[str(tmp_path), "--episodes", "2"])
+    assert args.target == tmp_path and args.episodes == 2
+    assert tyro.cli(watch.WatchArgs, args=[str(tmp_path)]).target == tmp_path
+    with pytest.raises(SystemExit, match="sb3 is not available yet"):
+        evaluate.parse_baselines("random,sb3")
 
 
 def test_resume_continues_from_the_latest_checkpoint_with_the_same_global_step(trained, tmp_path):
@@ -84,11 +98,20 @@ def test_resume_continues_from_the_latest_checkpoint_with_the_same_global_step(t
     run_dir = tmp_path / "copy"
     shutil.copytree(trained[0], run_dir)
     before = len(rows(run_dir))
-    summary = train.main(["dqn", "--resume", str(run_dir), "--frames", "2400"])
+    summary = train.main(["dqn", "--resume", str(run_dir), "--frames", "2400", "--save-replay"])
     new = rows(run_dir)[before:]
     steps = [r["global_step"] for r in new]
     assert min(steps) > 400 and summary["global_step"] == 600
     assert read_meta(run_dir / "checkpoints" / "latest")["step"] == 600
+    saved = load_arrays(run_dir / "checkpoints" / "replay.npz")
+    assert saved["added"] > 0 and saved["valid"].sum() > 0  # the buffer the loop filled, not an empty one
+    with pytest.raises(SystemExit, match="--lr cannot change when resuming"):
+        train.main(["dqn", "--resume", str(run_dir), "--lr", "0.5"])
+
+
+def test_a_new_run_refuses_to_overwrite_an_existing_one(trained):
+    with pytest.raises(SystemExit, match="already holds a run; continue it with --resume"):
+        train.main(["dqn", "--env", "Breakout", "--run-dir", str(trained[0]), *TINY])
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
@@ -139,14 +162,11 @@ def test_resuming_with_another_game_or_agent_is_refused(trained, tmp_path):
     run_dir, _ = trained
     with pytest.raises(SystemExit, match="was trained on ALE/Breakout-v5, not Pong"):
         train.main(["dqn", "--resume", str(run_dir), "--env", "Pong"])
-    meta_path = run_dir / "checkpoints" / "latest.json"
-    meta = json.loads(meta_path.read_text())
-    other = tmp_path / "other" / "checkpoints"
-    other.mkdir(parents=True)
-    (other / "latest.json").write_text(json.dumps({**meta, "agent": "ppo"}))
-    (other / "latest.safetensors").write_bytes((run_dir / "checkpoints" / "latest.safetensors").read_bytes())
+    state, meta = load_checkpoint(run_dir / "checkpoints" / "latest")
+    other = tmp_path / "other"
+    save_checkpoint(other / "checkpoints" / "latest", state, {**meta, "agent": "ppo"})
     with pytest.raises(SystemExit, match="holds a ppo checkpoint, not dqn"):
-        train.main(["dqn", "--resume", str(other.parent)])
+        train.main(["dqn", "--resume", str(other)])
 
 
 def test_watch_and_evaluate_name_a_missing_checkpoint(tmp_path):
