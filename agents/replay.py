@@ -48,6 +48,8 @@ class SumTree:
         return float(self.nodes[1])
 
     def set(self, leaves: np.ndarray, values: np.ndarray) -> None:
+        if len(leaves) == 0:
+            return
         idx = np.asarray(leaves, dtype=np.int64) + self.size
         self.nodes[idx] = values
         idx = np.unique(idx // 2)
@@ -255,9 +257,10 @@ class ReplayBuffer:
     def _uniform(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         env = np.empty(0, dtype=np.int64)
         slot = np.empty(0, dtype=np.int64)
+        filled = np.minimum(self.written, self.per_env)  # slots in use per env
         while len(env) < n:  # rejection sampling: nearly every slot is valid once the buffer has filled
-            e = self.rng.integers(0, self.num_envs, 2 * n)
-            s = self.rng.integers(0, np.maximum(1, np.minimum(self.written[e], self.per_env)))
+            e = self.rng.choice(self.num_envs, 2 * n, p=filled / filled.sum())  # uniform over all slots
+            s = self.rng.integers(0, filled[e])
             keep = self.valid[e, s]
             env, slot = np.concatenate([env, e[keep]]), np.concatenate([slot, s[keep]])
         return env[:n], slot[:n]
