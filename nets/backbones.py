@@ -19,7 +19,21 @@ from nets.layers import check_obs, orthogonal_, to_float
 State = tuple[torch.Tensor, torch.Tensor] | None
 
 
-class MLP(nn.Module):
+class FeedForward(nn.Module):
+    """The protocol for backbones without memory: `self.net` maps scaled observations to features."""
+
+    obs_shape: tuple[int, ...]
+    net: nn.Module
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        return None
+
+    def forward(self, obs: torch.Tensor, state: State = None, done: torch.Tensor | None = None):
+        check_obs(type(self).__name__, obs, self.obs_shape)
+        return self.net(to_float(obs)), state
+
+
+class MLP(FeedForward):
     """Fully connected ReLU network on flat (or flattened) inputs, with optional norm and dropout."""
 
     def __init__(
@@ -50,15 +64,8 @@ class MLP(nn.Module):
         self.net = orthogonal_(nn.Sequential(*layers))
         self.out_dim = width
 
-    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
-        return None
 
-    def forward(self, obs: torch.Tensor, state: State = None, done: torch.Tensor | None = None):
-        check_obs("MLP", obs, self.obs_shape)
-        return self.net(to_float(obs)), state
-
-
-class NatureCNN(nn.Module):
+class NatureCNN(FeedForward):
     """Mnih et al. (2015): conv 32x8x8/4, 64x4x4/2, 64x3x3/1, then a 512-unit layer. Input (B, C, 84, 84)."""
 
     def __init__(self, obs_shape: Sequence[int] = (4, 84, 84), *, out_dim: int = 512) -> None:
@@ -77,13 +84,6 @@ class NatureCNN(nn.Module):
         self.out_dim = out_dim
         self.to(memory_format=torch.channels_last)  # NHWC convolutions: ~25% faster on CPU, same maths
 
-    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
-        return None
-
-    def forward(self, obs: torch.Tensor, state: State = None, done: torch.Tensor | None = None):
-        check_obs("NatureCNN", obs, self.obs_shape)
-        return self.net(to_float(obs)), state
-
 
 class _ResidualBlock(nn.Module):
     def __init__(self, channels: int) -> None:
@@ -95,7 +95,7 @@ class _ResidualBlock(nn.Module):
         return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
 
 
-class ImpalaCNN(nn.Module):
+class ImpalaCNN(FeedForward):
     """Espeholt et al. (2018): stacks of conv3x3 + maxpool/2 + two residual blocks, then a dense layer."""
 
     def __init__(
@@ -125,13 +125,6 @@ class ImpalaCNN(nn.Module):
         self.net = orthogonal_(nn.Sequential(convs, *head, nn.Linear(flat, out_dim), nn.ReLU()))
         self.out_dim = out_dim
         self.to(memory_format=torch.channels_last)
-
-    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
-        return None
-
-    def forward(self, obs: torch.Tensor, state: State = None, done: torch.Tensor | None = None):
-        check_obs("ImpalaCNN", obs, self.obs_shape)
-        return self.net(to_float(obs)), state
 
 
 class LSTMCore(nn.Module):
