@@ -9,9 +9,9 @@ import difflib
 from types import ModuleType
 from typing import Any
 
-from agents import dqn
+from agents import dqn, ppo
 
-AGENTS: dict[str, ModuleType] = {"dqn": dqn}
+AGENTS: dict[str, ModuleType] = {"dqn": dqn, "ppo": ppo}
 
 
 def get_agent(name: str) -> ModuleType:

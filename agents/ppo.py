@@ -1,0 +1,308 @@
+"""PPO: proximal policy optimisation with a clipped surrogate (Schulman et al. 2017).
+
+Algorithm box: step `num_envs` envs for `num_steps` with the current policy, estimate advantages with
+GAE(lambda) (Schulman et al. 2016), then for `epochs` passes over shuffled minibatches minimise
+    L = -min(r A, clip(r, 1-eps, 1+eps) A) + c_v (V - V_target)^2 - c_e H[pi],   r = pi / pi_old,
+with optional value clipping, per-minibatch advantage normalisation, gradient-norm clipping, linearly
+annealed learning rate and clip range, and an optional early stop when the approximate KL exceeds a
+target. Defaults are the paper's Atari settings (Table 5), as CleanRL and the SB3 zoo use them.
+
+Deviations: with gymnasium's NEXT_STEP autoreset the step after an episode end is a reset, not a
+transition; it is masked out of every loss. Truncated episodes bootstrap from their final observation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+import envs
+import nets
+from agents.common import to_device
+from agents.returns import gae
+
+
+@dataclass(frozen=True)
+class Config:
+    """PPO hyperparameters. Defaults are the Atari preset; `PRESETS["classic"]` holds CartPole's."""
+
+    frames: int = 10_000_000
+    """Training budget in emulator frames (agent steps x 4 on Atari; 10M frames as in the paper)."""
+    num_envs: int = 8
+    """Parallel envs (Schulman et al. 2017, Table 5)."""
+    num_steps: int = 128
+    """Steps per env per rollout (Table 5)."""
+    epochs: int = 4
+    """Passes over each rollout (Table 5: 3; CleanRL and the SB3 zoo: 4)."""
+    minibatches: int = 4
+    """Minibatches per epoch (rollout of 1,024 -> 256 per minibatch)."""
+    lr: float = 2.5e-4
+    """Adam learning rate, annealed linearly to 0 when `anneal` (Table 5)."""
+    adam_eps: float = 1e-5
+    """Adam epsilon (OpenAI baselines)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.1
+    """Surrogate clip range, annealed with the learning rate when `anneal` (Table 5: 0.1)."""
+    clip_value: bool = True
+    """Clip the value update to the same range around the old values (OpenAI baselines)."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient."""
+    vf_coef: float = 0.5
+    """Value loss coefficient."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    anneal: bool = True
+    """Anneal learning rate and clip range linearly to zero over training."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch."""
+    target_kl: float | None = None
+    """Stop the epochs of an update early once the approximate KL exceeds this (None: never)."""
+    hidden: tuple[int, ...] = (64, 64)
+    """MLP widths for vector observations (separate actor and critic); pixels share a Nature CNN."""
+    bf16: bool = True
+    """bfloat16 autocast for the network where the device runs it natively; losses stay float32."""
+
+    def validate(self) -> None:
+        positive = {
+            "frames": self.frames,
+            "num_envs": self.num_envs,
+            "num_steps": self.num_steps,
+            "epochs": self.epochs,
+            "minibatches": self.minibatches,
+            "lr": self.lr,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.num_envs * self.num_steps < self.minibatches:
+            raise ValueError(
+                f"a rollout of {self.num_envs}x{self.num_steps} cannot fill {self.minibatches} minibatches"
+            )
+        if not 0 <= self.gae_lambda <= 1 or not 0 < self.gamma <= 1:
+            raise ValueError("--gamma must be in (0, 1] and --gae-lambda in [0, 1]")
+
+
+PRESETS = {
+    "atari": Config(),
+    # CartPole: the SB3 zoo's tuned PPO (short rollouts, many epochs, no entropy bonus).
+    "classic": Config(
+        frames=100_000,
+        num_envs=8,
+        num_steps=32,
+        epochs=20,
+        minibatches=1,
+        lr=1e-3,
+        adam_eps=1e-8,
+        gamma=0.98,
+        gae_lambda=0.8,
+        clip=0.2,
+        clip_value=False,
+        ent_coef=0.0,
+        bf16=False,
+    ),
+}
+
+
+class ActorCritic(nn.Module):
+    """Policy logits and state value; one shared backbone for pixels, two MLPs for vectors."""
+
+    def __init__(self, cfg: Config, obs_shape: tuple[int, ...], num_actions: int) -> None:
+        super().__init__()
+        pixels = len(obs_shape) == 3
+        self.actor_body = (
+            nets.NatureCNN(obs_shape) if pixels else nets.MLP(obs_shape, cfg.hidden, activation=nn.Tanh)
+        )
+        self.critic_body = None if pixels else nets.MLP(obs_shape, cfg.hidden, activation=nn.Tanh)
+        self.policy = nets.CategoricalPolicyHead(self.actor_body.out_dim, num_actions)
+        self.value = nets.ValueHead(self.actor_body.out_dim)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, A), values (B,)) as float32."""
+        features, _ = self.actor_body(obs)
+        critic_features = features if self.critic_body is None else self.critic_body(obs)[0]
+        return self.policy(features).float(), self.value(critic_features).float()
+
+
+def clipped_surrogate(
+    advantages: torch.Tensor, ratio: torch.Tensor, clip: float
+) -> torch.Tensor:  # (B,) per-sample loss
+    """-min(r A, clip(r, 1 - eps, 1 + eps) A): the PPO objective, negated to be minimised."""
+    return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip))
+
+
+class PPO:
+    def __init__(
+        self, cfg: Config, obs_space: gym.Space, num_actions: int, device: str = "auto", seed: int = 0
+    ) -> None:
+        self.cfg, self.device, self.num_actions = cfg, nets.resolve_device(device), num_actions
+        self.net = ActorCritic(cfg, obs_space.shape, num_actions).to(self.device)
+        self.optimizer = nets.make_optimizer("adam", self.net.parameters(), cfg.lr, eps=cfg.adam_eps)
+        self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
+        with nets.autocast(self.device, self.bf16):
+            logits, values = self.net(to_device(obs, self.device))
+        actions = torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(1)
+        logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
+        return actions.cpu().numpy(), logprobs, values
+
+    @torch.inference_mode()
+    def eval_act(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions for evaluation."""
+        with nets.autocast(self.device, self.bf16):
+            logits, _ = self.net(to_device(obs, self.device))
+        return logits.argmax(-1).cpu().numpy()
+
+    @torch.inference_mode()
+    def value(self, obs: np.ndarray) -> torch.Tensor:
+        with nets.autocast(self.device, self.bf16):
+            return self.net(to_device(obs, self.device))[1]
+
+    def update(self, rollout: dict[str, torch.Tensor], clip: float) -> dict[str, float]:
+        """`epochs` passes of minibatch PPO on a flattened rollout (b_ tensors of length T*N)."""
+        cfg = self.cfg
+        b_size = len(rollout["actions"])
+        mb_size = b_size // cfg.minibatches
+        stats: dict[str, list[float]] = {
+            k: [] for k in ("policy", "value", "entropy", "approx_kl", "clipfrac")
+        }
+        for _ in range(cfg.epochs):
+            order = torch.randperm(b_size, generator=self.generator, device=self.device)
+            for start in range(0, mb_size * cfg.minibatches, mb_size):
+                mb = {k: v[order[start : start + mb_size]] for k, v in rollout.items()}
+                mb_stats = self._minibatch_step(mb, clip)
+                for k, v in mb_stats.items():
+                    stats[k].append(v)
+            if cfg.target_kl is not None and np.mean(stats["approx_kl"][-cfg.minibatches :]) > cfg.target_kl:
+                break
+        return {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
+
+    def _minibatch_step(self, mb: dict[str, torch.Tensor], clip: float) -> dict[str, float]:
+        cfg, mask = self.cfg, mb["valid"]
+        n = mask.sum().clamp(min=1.0)
+
+        def masked_mean(x: torch.Tensor) -> torch.Tensor:
+            return (x * mask).sum() / n
+
+        with nets.autocast(self.device, self.bf16):
+            logits, values = self.net(mb["obs"])
+        log_probs = torch.log_softmax(logits, -1)
+        new_logprobs = log_probs.gather(1, mb["actions"][:, None]).squeeze(1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        log_ratio = new_logprobs - mb["logprobs"]
+        ratio = log_ratio.exp()
+        adv = mb["advantages"]
+        if cfg.norm_adv:
+            mean = masked_mean(adv)
+            std = masked_mean((adv - mean) ** 2).sqrt()
+            adv = (adv - mean) / (std + 1e-8)
+        policy_loss = masked_mean(clipped_surrogate(adv, ratio, clip))
+        if cfg.clip_value:
+            clipped = mb["values"] + (values - mb["values"]).clamp(-clip, clip)
+            value_loss = 0.5 * masked_mean(
+                torch.max((values - mb["returns"]) ** 2, (clipped - mb["returns"]) ** 2)
+            )
+        else:
+            value_loss = 0.5 * masked_mean((values - mb["returns"]) ** 2)
+        entropy_mean = masked_mean(entropy)
+        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():  # Schulman's unbiased low-variance KL estimator, (r - 1) - log r
+            approx_kl = masked_mean((ratio - 1) - log_ratio).item()
+            clipfrac = masked_mean(((ratio - 1).abs() > clip).float()).item()
+        return {
+            "policy": policy_loss.item(),
+            "value": value_loss.item(),
+            "entropy": entropy_mean.item(),
+            "approx_kl": approx_kl,
+            "clipfrac": clipfrac,
+        }
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def make_agent(cfg: Config, env: gym.vector.VectorEnv, device: str = "auto", seed: int = 0) -> PPO:
+    if not isinstance(env.single_action_space, gym.spaces.Discrete):
+        raise ValueError(f"PPO here needs discrete actions, the env has {env.single_action_space}")
+    return PPO(cfg, env.single_observation_space, int(env.single_action_space.n), device, seed)
+
+
+def train(
+    cfg: Config,
+    env: gym.vector.VectorEnv,
+    agent: PPO,
+    *,
+    total_steps: int,
+    start_step: int = 0,
+    seed: int = 0,
+    log_every: int = 0,
+) -> Iterator[tuple[int, list[dict[str, float]]]]:
+    """Collect a rollout, update, repeat. Yields (global_step, rows) after every vector step; a
+    training-statistics row follows each update."""
+    T, N, dev = cfg.num_steps, env.num_envs, agent.device
+    obs_shape, obs_dtype = env.single_observation_space.shape, env.single_observation_space.dtype
+    b_obs = torch.zeros((T, N, *obs_shape), dtype=torch.from_numpy(np.zeros(0, obs_dtype)).dtype, device=dev)
+    b_actions = torch.zeros((T, N), dtype=torch.long, device=dev)
+    b_logprobs, b_values, b_rewards = (torch.zeros((T, N), device=dev) for _ in range(3))
+    b_terminated, b_ends, b_valid = (torch.zeros((T, N), dtype=torch.bool, device=dev) for _ in range(3))
+    obs, _ = env.reset(seed=seed)  # (N, 4, 84, 84) uint8
+    prev_done = np.zeros(N, dtype=bool)
+    global_step = start_step
+    while global_step < total_steps:
+        progress = global_step / total_steps
+        frac = 1.0 - progress if cfg.anneal else 1.0
+        nets.optim.set_lr(agent.optimizer, cfg.lr * frac)
+        for t in range(T):
+            actions, logprobs, values = agent.act(obs)
+            b_obs[t] = to_device(obs, dev)
+            b_actions[t], b_logprobs[t], b_values[t] = torch.from_numpy(actions), logprobs, values
+            b_valid[t] = torch.from_numpy(~prev_done)  # NEXT_STEP autoreset: this step only resets
+            obs, rewards, terminations, truncations, info = env.step(actions)
+            prev_done = terminations | truncations
+            b_rewards[t] = torch.from_numpy(np.asarray(rewards, dtype=np.float32))
+            b_terminated[t] = torch.from_numpy(terminations)
+            b_ends[t] = torch.from_numpy(prev_done)
+            global_step += N
+            rows = [
+                {"episode_return": score, "episode_length": length}
+                for _, score, length in envs.finished_episodes(info)
+            ]
+            if t < T - 1:
+                yield global_step, rows
+        # V(s_{t+1}) is the next row's V(s_t); at an episode end that row holds the final observation.
+        next_values = torch.cat([b_values[1:], agent.value(obs)[None]])
+        advantages, returns = gae(
+            b_rewards, b_values, next_values, b_terminated, b_ends, cfg.gamma, cfg.gae_lambda
+        )
+        rollout = {
+            "obs": b_obs.flatten(0, 1),
+            "actions": b_actions.flatten(),
+            "logprobs": b_logprobs.flatten(),
+            "values": b_values.flatten(),
+            "advantages": advantages.flatten(),
+            "returns": returns.flatten(),
+            "valid": b_valid.flatten().float(),
+        }
+        metrics = agent.update(rollout, cfg.clip * frac)
+        rows.append({**metrics, "charts/learning_rate": cfg.lr * frac, "charts/clip": cfg.clip * frac})
+        yield global_step, rows
