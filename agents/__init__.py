@@ -9,9 +9,9 @@ import difflib
 from types import ModuleType
 from typing import Any
 
-from agents import dqn, ppo
+from agents import a2c, dqn, ppo
 
-AGENTS: dict[str, ModuleType] = {"dqn": dqn, "ppo": ppo}
+AGENTS: dict[str, ModuleType] = {"dqn": dqn, "a2c": a2c, "ppo": ppo}
 
 
 def get_agent(name: str) -> ModuleType:

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-import envs
 import nets
 from agents.common import to_device
 from agents.returns import gae
+from agents.rollout import RolloutCollector
 
 
 @dataclass(frozen=True)
@@ -111,26 +111,6 @@ PRESETS = {
 }
 
 
-class ActorCritic(nn.Module):
-    """Policy logits and state value; one shared backbone for pixels, two MLPs for vectors."""
-
-    def __init__(self, cfg: Config, obs_shape: tuple[int, ...], num_actions: int) -> None:
-        super().__init__()
-        pixels = len(obs_shape) == 3
-        self.actor_body = (
-            nets.NatureCNN(obs_shape) if pixels else nets.MLP(obs_shape, cfg.hidden, activation=nn.Tanh)
-        )
-        self.critic_body = None if pixels else nets.MLP(obs_shape, cfg.hidden, activation=nn.Tanh)
-        self.policy = nets.CategoricalPolicyHead(self.actor_body.out_dim, num_actions)
-        self.value = nets.ValueHead(self.actor_body.out_dim)
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits (B, A), values (B,)) as float32."""
-        features, _ = self.actor_body(obs)
-        critic_features = features if self.critic_body is None else self.critic_body(obs)[0]
-        return self.policy(features).float(), self.value(critic_features).float()
-
-
 def clipped_surrogate(
     advantages: torch.Tensor, ratio: torch.Tensor, clip: float
 ) -> torch.Tensor:  # (B,) per-sample loss
@@ -143,7 +123,7 @@ class PPO:
         self, cfg: Config, obs_space: gym.Space, num_actions: int, device: str = "auto", seed: int = 0
     ) -> None:
         self.cfg, self.device, self.num_actions = cfg, nets.resolve_device(device), num_actions
-        self.net = ActorCritic(cfg, obs_space.shape, num_actions).to(self.device)
+        self.net = nets.ActorCritic(obs_space.shape, num_actions, cfg.hidden).to(self.device)
         self.optimizer = nets.make_optimizer("adam", self.net.parameters(), cfg.lr, eps=cfg.adam_eps)
         self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -259,50 +239,17 @@ def train(
 ) -> Iterator[tuple[int, list[dict[str, float]]]]:
     """Collect a rollout, update, repeat. Yields (global_step, rows) after every vector step; a
     training-statistics row follows each update."""
-    T, N, dev = cfg.num_steps, env.num_envs, agent.device
-    obs_shape, obs_dtype = env.single_observation_space.shape, env.single_observation_space.dtype
-    b_obs = torch.zeros((T, N, *obs_shape), dtype=torch.from_numpy(np.zeros(0, obs_dtype)).dtype, device=dev)
-    b_actions = torch.zeros((T, N), dtype=torch.long, device=dev)
-    b_logprobs, b_values, b_rewards = (torch.zeros((T, N), device=dev) for _ in range(3))
-    b_terminated, b_ends, b_valid = (torch.zeros((T, N), dtype=torch.bool, device=dev) for _ in range(3))
-    obs, _ = env.reset(seed=seed)  # (N, 4, 84, 84) uint8
-    prev_done = np.zeros(N, dtype=bool)
+    collector = RolloutCollector(env, cfg.num_steps, agent.device, seed)
     global_step = start_step
     while global_step < total_steps:
-        progress = global_step / total_steps
-        frac = 1.0 - progress if cfg.anneal else 1.0
+        frac = 1.0 - global_step / total_steps if cfg.anneal else 1.0
         nets.optim.set_lr(agent.optimizer, cfg.lr * frac)
-        for t in range(T):
-            actions, logprobs, values = agent.act(obs)
-            b_obs[t] = to_device(obs, dev)
-            b_actions[t], b_logprobs[t], b_values[t] = torch.from_numpy(actions), logprobs, values
-            b_valid[t] = torch.from_numpy(~prev_done)  # NEXT_STEP autoreset: this step only resets
-            obs, rewards, terminations, truncations, info = env.step(actions)
-            prev_done = terminations | truncations
-            b_rewards[t] = torch.from_numpy(np.asarray(rewards, dtype=np.float32))
-            b_terminated[t] = torch.from_numpy(terminations)
-            b_ends[t] = torch.from_numpy(prev_done)
-            global_step += N
-            rows = [
-                {"episode_return": score, "episode_length": length}
-                for _, score, length in envs.finished_episodes(info)
-            ]
-            if t < T - 1:
-                yield global_step, rows
-        # V(s_{t+1}) is the next row's V(s_t); at an episode end that row holds the final observation.
-        next_values = torch.cat([b_values[1:], agent.value(obs)[None]])
-        advantages, returns = gae(
-            b_rewards, b_values, next_values, b_terminated, b_ends, cfg.gamma, cfg.gae_lambda
+        rollout = yield from collector.collect(agent, global_step)
+        global_step += cfg.num_steps * env.num_envs
+        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+                                  rollout.episode_ends, cfg.gamma, cfg.gae_lambda)  # fmt: skip
+        metrics = agent.update(rollout.flat(advantages=advantages, returns=returns), cfg.clip * frac)
+        yield (
+            global_step,
+            [{**metrics, "charts/learning_rate": cfg.lr * frac, "charts/clip": cfg.clip * frac}],
         )
-        rollout = {
-            "obs": b_obs.flatten(0, 1),
-            "actions": b_actions.flatten(),
-            "logprobs": b_logprobs.flatten(),
-            "values": b_values.flatten(),
-            "advantages": advantages.flatten(),
-            "returns": returns.flatten(),
-            "valid": b_valid.flatten().float(),
-        }
-        metrics = agent.update(rollout, cfg.clip * frac)
-        rows.append({**metrics, "charts/learning_rate": cfg.lr * frac, "charts/clip": cfg.clip * frac})
-        yield global_step, rows

@@ -4,13 +4,14 @@ from nets.augment import compose, gaussian_noise, random_crop, random_flip, rand
 from nets.backbones import MLP, ImpalaCNN, LSTMCore, NatureCNN
 from nets.device import autocast, bf16_supported, num_threads, resolve_device, seed_everything
 from nets.fit import History, accuracy, evaluate, fit
-from nets.heads import BackboneWithHead, CategoricalPolicyHead, QHead, ValueHead
+from nets.heads import ActorCritic, BackboneWithHead, CategoricalPolicyHead, QHead, ValueHead
 from nets.layers import orthogonal_, to_float
 from nets.losses import cross_entropy, get_loss, huber, mse
 from nets.optim import lr_factor, make_optimizer
 
 __all__ = [
     "MLP",
+    "ActorCritic",
     "BackboneWithHead",
     "CategoricalPolicyHead",
     "History",

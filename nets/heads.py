@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.distributions import Categorical
 
+from nets.backbones import MLP, NatureCNN
 from nets.layers import orthogonal_
 
 
@@ -55,6 +58,25 @@ class ValueHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.value(features).squeeze(-1)
+
+
+class ActorCritic(nn.Module):
+    """Policy logits and state value: one shared Nature CNN for pixels (Mnih et al. 2016), separate tanh
+    MLPs for actor and critic on vectors (as the PPO paper's MuJoCo nets)."""
+
+    def __init__(self, obs_shape: Sequence[int], num_actions: int, hidden: Sequence[int] = (64, 64)) -> None:
+        super().__init__()
+        pixels = len(obs_shape) == 3
+        self.actor_body = NatureCNN(obs_shape) if pixels else MLP(obs_shape, hidden, activation=nn.Tanh)
+        self.critic_body = None if pixels else MLP(obs_shape, hidden, activation=nn.Tanh)
+        self.policy = CategoricalPolicyHead(self.actor_body.out_dim, num_actions)
+        self.value = ValueHead(self.actor_body.out_dim)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, A), values (B,)) as float32, also under bfloat16 autocast."""
+        features, _ = self.actor_body(obs)
+        critic_features = features if self.critic_body is None else self.critic_body(obs)[0]
+        return self.policy(features).float(), self.value(critic_features).float()
 
 
 class BackboneWithHead(nn.Module):

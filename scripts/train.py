@@ -329,7 +329,7 @@ class Trainer:
             signal.signal(signal.SIGTERM, previous)
         bar.close()
         env.close()
-        if not last_eval or last_eval.get("_step") != step:
+        if not last_eval or last_eval["_step"] * self.fps < cfg.frames:  # not yet evaluated at the budget
             last_eval = self._evaluate_and_save(agent, logger, step)
         wall = time.perf_counter() - start_time
         curve = plot_learning_curve(

@@ -1,0 +1,168 @@
+"""A2C: synchronous advantage actor-critic (Mnih et al. 2016, "Asynchronous methods for deep RL").
+
+Algorithm box: step `num_envs` envs for `num_steps` (n-step returns), then take one gradient step on
+    L = CE(pi(.|s), a; weights = A) + c_v (V - R)^2 - c_e H[pi],    A = R - V(s),
+where the policy term is the supervised core's advantage-weighted cross-entropy and R is the n-step
+return bootstrapped from V (GAE with lambda = 1 gives exactly that). One shared Nature CNN for pixels.
+
+Deviations: synchronous (as OpenAI baselines' A2C) instead of A3C's asynchronous workers; the reset step
+of gymnasium's NEXT_STEP autoreset is masked out; truncated episodes bootstrap from their final frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+import nets
+from agents.common import to_device
+from agents.returns import gae
+from agents.rollout import RolloutCollector
+
+
+@dataclass(frozen=True)
+class Config:
+    """A2C hyperparameters. Defaults are the Atari preset; `PRESETS["classic"]` holds CartPole's."""
+
+    frames: int = 10_000_000
+    """Training budget in emulator frames (agent steps x 4 on Atari)."""
+    num_envs: int = 16
+    """Parallel envs (OpenAI baselines and the SB3 zoo use 16 on Atari)."""
+    num_steps: int = 5
+    """Steps per env before each update: the n of the n-step return (Mnih et al. 2016: 5)."""
+    lr: float = 7e-4
+    """RMSProp learning rate (Mnih et al. 2016; baselines), annealed linearly when `anneal`."""
+    rms_alpha: float = 0.99
+    """RMSProp smoothing constant."""
+    rms_eps: float = 1e-5
+    """RMSProp epsilon (baselines)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """1.0 gives the paper's n-step returns; lower trades bias for variance (GAE)."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient (Mnih et al. 2016)."""
+    vf_coef: float = 0.25
+    """Value loss coefficient (SB3 zoo Atari)."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    anneal: bool = True
+    """Anneal the learning rate linearly to zero over training."""
+    hidden: tuple[int, ...] = (64, 64)
+    """MLP widths for vector observations (separate actor and critic); pixels share a Nature CNN."""
+    bf16: bool = True
+    """bfloat16 autocast for the network where the device runs it natively; losses stay float32."""
+
+    def validate(self) -> None:
+        positive = {
+            "frames": self.frames,
+            "num_envs": self.num_envs,
+            "num_steps": self.num_steps,
+            "lr": self.lr,
+        }
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+PRESETS = {
+    "atari": Config(),
+    # CartPole: the SB3 zoo's A2C (8 envs, no entropy bonus) with 8-step returns.
+    "classic": Config(frames=200_000, num_envs=8, num_steps=8, ent_coef=0.0, vf_coef=0.5, bf16=False),
+}  # fmt: skip
+
+
+class A2C:
+    def __init__(
+        self, cfg: Config, obs_space: gym.Space, num_actions: int, device: str = "auto", seed: int = 0
+    ) -> None:
+        self.cfg, self.device, self.num_actions = cfg, nets.resolve_device(device), num_actions
+        self.net = nets.ActorCritic(obs_space.shape, num_actions, cfg.hidden).to(self.device)
+        self.optimizer = torch.optim.RMSprop(
+            self.net.parameters(), cfg.lr, alpha=cfg.rms_alpha, eps=cfg.rms_eps
+        )
+        self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
+        with nets.autocast(self.device, self.bf16):
+            logits, values = self.net(to_device(obs, self.device))
+        actions = torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(1)
+        logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
+        return actions.cpu().numpy(), logprobs, values
+
+    @torch.inference_mode()
+    def eval_act(self, obs: np.ndarray) -> np.ndarray:
+        with nets.autocast(self.device, self.bf16):
+            return self.net(to_device(obs, self.device))[0].argmax(-1).cpu().numpy()
+
+    @torch.inference_mode()
+    def value(self, obs: np.ndarray) -> torch.Tensor:
+        with nets.autocast(self.device, self.bf16):
+            return self.net(to_device(obs, self.device))[1]
+
+    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One gradient step on a flattened rollout."""
+        cfg, valid = self.cfg, b["valid"]
+        share = valid / valid.mean().clamp(min=1e-8)  # masked mean over real transitions only
+        with nets.autocast(self.device, self.bf16):
+            logits, values = self.net(b["obs"])
+        advantages = b["returns"] - values.detach()
+        policy_loss = nets.cross_entropy(logits, b["actions"], weights=advantages * share)
+        value_loss = nets.mse(values, b["returns"], weights=share)
+        log_probs = torch.log_softmax(logits, -1)
+        entropy = (-(log_probs.exp() * log_probs).sum(-1) * share).mean()
+        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        return {"losses/policy": policy_loss.item(), "losses/value": value_loss.item(),
+                "losses/entropy": entropy.item(), "losses/grad_norm": grad_norm.item()}  # fmt: skip
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def make_agent(cfg: Config, env: gym.vector.VectorEnv, device: str = "auto", seed: int = 0) -> A2C:
+    if not isinstance(env.single_action_space, gym.spaces.Discrete):
+        raise ValueError(f"A2C here needs discrete actions, the env has {env.single_action_space}")
+    return A2C(cfg, env.single_observation_space, int(env.single_action_space.n), device, seed)
+
+
+def train(
+    cfg: Config,
+    env: gym.vector.VectorEnv,
+    agent: A2C,
+    *,
+    total_steps: int,
+    start_step: int = 0,
+    seed: int = 0,
+    log_every: int = 1_000,
+) -> Iterator[tuple[int, list[dict[str, float]]]]:
+    """Collect n steps, take one gradient step, repeat; statistics every `log_every` agent steps."""
+    collector = RolloutCollector(env, cfg.num_steps, agent.device, seed)
+    global_step, last_log = start_step, start_step
+    while global_step < total_steps:
+        frac = 1.0 - global_step / total_steps if cfg.anneal else 1.0
+        nets.optim.set_lr(agent.optimizer, cfg.lr * frac)
+        rollout = yield from collector.collect(agent, global_step)
+        global_step += cfg.num_steps * env.num_envs
+        _, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+                         rollout.episode_ends, cfg.gamma, cfg.gae_lambda)  # fmt: skip
+        metrics = agent.update(rollout.flat(returns=returns))
+        if global_step - last_log >= log_every:
+            last_log = global_step
+            yield global_step, [{**metrics, "charts/learning_rate": cfg.lr * frac}]
