@@ -9,9 +9,9 @@ import difflib
 from types import ModuleType
 from typing import Any
 
-from agents import a2c, dqn, ppo
+from agents import a2c, dqn, ppo, reinforce
 
-AGENTS: dict[str, ModuleType] = {"dqn": dqn, "a2c": a2c, "ppo": ppo}
+AGENTS: dict[str, ModuleType] = {"dqn": dqn, "reinforce": reinforce, "a2c": a2c, "ppo": ppo}
 
 
 def get_agent(name: str) -> ModuleType:
@@ -29,3 +29,9 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"{cls.__module__}.{cls.__name__} has no field(s) {unknown}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def env_options(module: ModuleType, cfg: Any, kind: str) -> dict[str, Any]:
+    """Observation options an agent asks of envs.make (REINFORCE's difference frames); none by default."""
+    hook = getattr(module, "env_options", None)
+    return hook(cfg, kind) if hook is not None else {}

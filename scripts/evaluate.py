@@ -103,7 +103,7 @@ def load_agent(target: str | Path, which: str = "best", device: str = "auto") ->
     state, meta = load_checkpoint(path)
     module = agents.get_agent(meta["agent"])
     cfg = agents.config_from_dict(module.Config, meta["agent_config"])
-    probe = envs.make(meta["game"], 1, mode="eval", backend="sync")
+    probe = envs.make(meta["game"], 1, mode="eval", backend="sync", **meta.get("env_options", {}))
     agent = module.make_agent(cfg, probe, device)
     probe.close()
     agent.load_state_dict(state)
@@ -111,18 +111,26 @@ def load_agent(target: str | Path, which: str = "best", device: str = "auto") ->
 
 
 def play_games(
-    agent: Any, game: str, episodes: int, *, seed: int = 0, num_envs: int = 5, video_dir: Path | None = None
+    agent: Any,
+    game: str,
+    episodes: int,
+    *,
+    seed: int = 0,
+    num_envs: int = 5,
+    video_dir: Path | None = None,
+    **env_options: Any,
 ) -> list[dict[str, float]]:
-    """Play `episodes` whole games in eval mode; env i plays its share of them in order."""
+    """Play `episodes` whole games in eval mode; env i plays its share of them in order. `env_options`
+    are the agent's observation options (from its checkpoint), so it sees what it was trained on."""
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
     num_envs = min(num_envs, episodes)
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
-    options: dict[str, Any] = {}
+    options = dict(env_options)
     if video_dir is not None and envs.resolve(game).kind == "atari":
-        options = {"video_dir": str(video_dir), "video_every": 1}
-    backend = "sync" if options else "auto"  # video recording lives in gymnasium's single envs
+        options |= {"video_dir": str(video_dir), "video_every": 1}
+    backend = "sync" if "video_dir" in options else "auto"  # video lives in gymnasium's single envs
     env = envs.make(game, num_envs, seed=seed + EVAL_SEED_OFFSET, mode="eval", backend=backend, **options)
     obs, _ = env.reset()
     games: list[dict[str, float]] = []
@@ -193,7 +201,8 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any], baselines: dict[str,
 def main(args: EvaluateArgs) -> dict[str, Any]:
     names = parse_baselines(args.baselines)
     agent, meta = load_agent(args.target, args.checkpoint, args.device)
-    games = play_games(agent, meta["game"], args.episodes, seed=args.seed, num_envs=args.num_envs)
+    options = meta.get("env_options", {})
+    games = play_games(agent, meta["game"], args.episodes, seed=args.seed, num_envs=args.num_envs, **options)
     summary = summarise([g["score"] for g in games], meta["game"], args.seed)
     baselines = baseline_rows(
         names,

@@ -187,6 +187,7 @@ class Trainer:
         self.eval_every_frames = run.eval_every or max(cfg.frames // 10, 1)
         self.best_eval = -float("inf")
         self.replay = None
+        self.env_options = agents.env_options(self.module, cfg, self.game.kind)
 
     def _meta(self, step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         run_config = {
@@ -198,6 +199,7 @@ class Trainer:
             "step": step,
             "frames": step * self.fps,
             "agent_config": dataclasses.asdict(self.cfg),
+            "env_options": self.env_options,
             "run_config": run_config,
             **(extra or {}),
         }
@@ -208,7 +210,9 @@ class Trainer:
             save_arrays(self.run_dir / "checkpoints" / "replay.npz", self.replay.state_dict())
 
     def evaluate(self, agent: Any) -> dict[str, float]:
-        games = play_games(agent, self.game.env_id, self.run.eval_episodes, seed=self.run.seed)
+        games = play_games(
+            agent, self.game.env_id, self.run.eval_episodes, seed=self.run.seed, **self.env_options
+        )
         stats = summarise([g["score"] for g in games], self.game.env_id, self.run.seed)
         return {f"eval/{k}_return": stats[k] for k in ("mean", "median", "std")} | {
             "eval/episodes": len(games)
@@ -228,9 +232,9 @@ class Trainer:
         # A resumed run draws new games and exploration noise instead of replaying its first ones.
         seed = run.seed + start_step
         nets.seed_everything(seed)
-        options: dict[str, Any] = {}
+        options = dict(self.env_options)
         if self.game.kind == "atari" and run.video_every > 0:
-            options = {"video_dir": str(self.run_dir / "videos"), "video_every": run.video_every}
+            options |= {"video_dir": str(self.run_dir / "videos"), "video_every": run.video_every}
         env = envs.make(run.env, cfg.num_envs, seed=seed, mode="train", backend=run.backend, **options)
         agent = self.module.make_agent(cfg, env, run.device, seed=seed)
         if state is not None:

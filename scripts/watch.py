@@ -64,7 +64,10 @@ def main(args: WatchArgs) -> list[Path]:
         raise SystemExit(f"error: {meta['game']} has no emulator screen to record; watch needs an Atari game")
     run_dir = Path(args.target) if Path(args.target).is_dir() else Path(meta["checkpoint"]).parent.parent
     out = args.out or run_dir / "videos" / f"watch-{time.strftime('%Y%m%d-%H%M%S')}"
-    games = play_games(agent, meta["game"], args.episodes, seed=args.seed, num_envs=1, video_dir=out)
+    options = meta.get("env_options", {})
+    games = play_games(
+        agent, meta["game"], args.episodes, seed=args.seed, num_envs=1, video_dir=out, **options
+    )
     paths = sorted(out.glob("*.mp4"))
     for game, path in zip(games, paths, strict=False):
         print(f"score {game['score']:>7g}  length {game['length']:>6}  {path}")

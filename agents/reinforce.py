@@ -1,0 +1,205 @@
+"""REINFORCE from pixels, as in Karpathy's "Pong from Pixels" (2016), after Williams (1992).
+
+Algorithm box: play `batch_games` whole episodes with the stochastic policy, compute each step's
+discounted return, normalise the returns over the batch, and take one RMSProp step on
+    L = CE(pi(.|s), a; weights = G_norm)       (or weights = G - V(s) with `baseline`)
+which is plain supervised classification of the actions taken, weighted by how well they turned out.
+Karpathy's setup: 80x80 difference frames flattened to 6,400 inputs, one hidden layer of 200 units, two
+actions (up, down), gamma 0.99, RMSProp lr 1e-3 with decay 0.99, an update every 10 games, and in Pong
+the running return restarts at every point scored (each rally is its own credit-assignment problem).
+
+Deviations: a categorical head over the two actions instead of one sigmoid unit (the same model);
+the 0.25 sticky-action protocol of design §1; `baseline=True` adds a learned state value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import envs
+import nets
+from agents.common import to_device
+from agents.returns import discounted_returns
+
+
+@dataclass(frozen=True)
+class Config:
+    """REINFORCE hyperparameters. Defaults are Karpathy's Pong setup; `PRESETS["classic"]` is CartPole's."""
+
+    frames: int = 10_000_000
+    """Training budget in emulator frames (agent steps x 4 on Atari)."""
+    num_envs: int = 1
+    """One env: every batch is made of whole episodes played with the same policy."""
+    batch_games: int = 10
+    """Episodes per update (Karpathy: 10)."""
+    optimizer: str = "rmsprop"
+    """rmsprop (Karpathy; decay 0.99 is torch's default alpha) or adam."""
+    lr: float = 1e-3
+    """Learning rate (Karpathy: 1e-3)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    hidden: tuple[int, ...] = (200,)
+    """Hidden layer widths (Karpathy: one layer of 200)."""
+    actions: tuple[int, ...] = (2, 3)
+    """The env actions the policy chooses from (Pong's minimal set: 2 = up, 3 = down). Empty: all."""
+    reset_on_reward: bool = True
+    """Restart the return at every non-zero reward (Pong: a point ends a rally)."""
+    baseline: bool = False
+    """Subtract a learned state value V(s) from the return (trained by regression on the returns)."""
+    preprocess: str = "karpathy"
+    """Atari observation: "karpathy" (80x80 difference frame) or "nature" (84x84x4 stack, Nature CNN)."""
+
+    def validate(self) -> None:
+        for name in ("frames", "batch_games", "lr"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.num_envs != 1:
+            raise ValueError("REINFORCE plays whole episodes in one env; use --num-envs 1")
+        if self.preprocess not in ("karpathy", "nature"):
+            raise ValueError(f"--preprocess {self.preprocess!r}: choose karpathy or nature")
+
+
+PRESETS = {
+    "atari": Config(),
+    # CartPole: the best of a small search here (greedy return ~160-330 after 100k steps; see the notes).
+    "classic": Config(
+        frames=100_000, batch_games=5, lr=3e-3, hidden=(64,), actions=(), reset_on_reward=False
+    ),
+}
+
+
+def env_options(cfg: Config, kind: str) -> dict[str, str]:
+    """Observation options this agent needs from envs.make (recorded in checkpoints for watch/evaluate)."""
+    return {"preprocess": cfg.preprocess} if kind == "atari" else {}
+
+
+class Reinforce:
+    def __init__(
+        self, cfg: Config, obs_space: gym.Space, num_actions: int, device: str = "auto", seed: int = 0
+    ) -> None:
+        self.cfg, self.device = cfg, nets.resolve_device(device)
+        self.env_actions = np.array(cfg.actions or range(num_actions))
+        self.num_actions = num_actions
+        pixels = len(obs_space.shape) == 3
+        body = nets.NatureCNN(obs_space.shape) if pixels else nets.MLP(obs_space.shape, cfg.hidden)
+        self.policy = nets.BackboneWithHead(
+            body, nets.CategoricalPolicyHead(body.out_dim, len(self.env_actions))
+        )
+        self.value = None
+        if cfg.baseline:
+            value_body = nets.NatureCNN(obs_space.shape) if pixels else nets.MLP(obs_space.shape, cfg.hidden)
+            self.value = nets.BackboneWithHead(value_body, nets.ValueHead(value_body.out_dim))
+        params = [p for m in (self.policy, self.value) if m is not None for p in m.parameters()]
+        self.optimizer = nets.make_optimizer(cfg.optimizer, params, cfg.lr)
+        self.to(self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def to(self, device: torch.device) -> None:
+        for m in (self.policy, self.value):
+            if m is not None:
+                m.to(device)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(env actions (N,), indices into `env_actions` (N,)) sampled from the policy."""
+        probs = self.policy(to_device(obs, self.device)).softmax(-1)
+        index = torch.multinomial(probs, 1, generator=self.generator).squeeze(1).cpu().numpy()
+        return self.env_actions[index], index
+
+    @torch.inference_mode()
+    def eval_act(self, obs: np.ndarray) -> np.ndarray:
+        return self.env_actions[self.policy(to_device(obs, self.device)).argmax(-1).cpu().numpy()]
+
+    def update(
+        self, obs: torch.Tensor, action_index: torch.Tensor, returns: torch.Tensor
+    ) -> dict[str, float]:
+        """One step on a batch of whole episodes: obs (B, ...), chosen indices (B,), returns G (B,)."""
+        metrics = {}
+        if self.value is not None:
+            values = self.value(obs)
+            advantages = returns - values.detach()
+            value_loss = nets.mse(values, returns)
+            metrics["losses/value"] = value_loss.item()
+        else:
+            advantages, value_loss = returns, torch.zeros((), device=self.device)
+        # Normalising the weights per batch controls the gradient's variance (Karpathy; Sutton & Barto 13.4).
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = nets.cross_entropy(self.policy(obs), action_index, weights=advantages)
+        self.optimizer.zero_grad(set_to_none=True)
+        (policy_loss + value_loss).backward()
+        self.optimizer.step()
+        return {"losses/policy": policy_loss.item(), **metrics}
+
+    def state_dict(self) -> dict:
+        state = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return state | ({"value": self.value.state_dict()} if self.value is not None else {})
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        if self.value is not None:
+            self.value.load_state_dict(state["value"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def make_agent(cfg: Config, env: gym.vector.VectorEnv, device: str = "auto", seed: int = 0) -> Reinforce:
+    space = env.single_action_space
+    if not isinstance(space, gym.spaces.Discrete):
+        raise ValueError(f"REINFORCE here needs discrete actions, the env has {space}")
+    if cfg.actions and max(cfg.actions) >= space.n:
+        raise ValueError(
+            f"--actions {cfg.actions} names actions the env lacks (it has {space.n}); use --actions"
+        )
+    return Reinforce(cfg, env.single_observation_space, int(space.n), device, seed)
+
+
+def train(
+    cfg: Config,
+    env: gym.vector.VectorEnv,
+    agent: Reinforce,
+    *,
+    total_steps: int,
+    start_step: int = 0,
+    seed: int = 0,
+    log_every: int = 0,
+) -> Iterator[tuple[int, list[dict[str, float]]]]:
+    """Play `batch_games` episodes, update, repeat. Yields (global_step, rows) after every step."""
+    obs, _ = env.reset(seed=seed)
+    N = env.num_envs
+    global_step, prev_done = start_step, np.zeros(N, dtype=bool)
+    steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # per step: obs, index, r, end
+    games = 0
+    while global_step < total_steps:
+        actions, index = agent.act(obs)
+        next_obs, rewards, terminations, truncations, info = env.step(actions)
+        done = terminations | truncations
+        if not prev_done.any():  # NEXT_STEP autoreset: a step after a done only resets (N = 1 here)
+            ends = done | ((rewards != 0) if cfg.reset_on_reward else False)
+            storable = (
+                obs.astype(np.int8) if obs.dtype == np.float32 and cfg.preprocess == "karpathy" else obs
+            )
+            steps.append((storable, index, np.asarray(rewards, np.float32), ends))
+        prev_done, obs = done, next_obs
+        global_step += N
+        games += int(done.sum())
+        rows = [{"episode_return": s, "episode_length": n} for _, s, n in envs.finished_episodes(info)]
+        if games >= cfg.batch_games and done.all():
+            rows.append(_update(agent, steps, cfg.gamma))
+            steps, games = [], 0
+        yield global_step, rows
+
+
+def _update(agent: Reinforce, steps: list, gamma: float) -> dict[str, float]:
+    obs, index, rewards, ends = (np.stack(x) for x in zip(*steps, strict=True))  # (T, N, ...)
+    dev = agent.device
+    returns = discounted_returns(torch.from_numpy(rewards).to(dev), torch.from_numpy(ends).to(dev), gamma)
+    b_obs = torch.from_numpy(obs).to(dev).flatten(0, 1)
+    b_obs = b_obs.float() if b_obs.dtype == torch.int8 else b_obs  # int8 storage of {-1, 0, 1} frames
+    return agent.update(b_obs, torch.from_numpy(index).to(dev).flatten(), returns.flatten()) | {
+        "charts/batch_steps": len(steps)
+    }
