@@ -37,7 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 benchmark: $(STAMP)
-	$(BIN)/python -m pytest -q -m benchmark $(ARGS)
+	$(BIN)/python scripts/benchmark.py $(or $(ARGS),envs)
 
 clean-venv:
 	rm -rf $(VENV)
