@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 import nets
-from agents.common import to_device
 from agents.returns import gae
-from agents.rollout import RolloutCollector
+from agents.rollout import RolloutCollector, greedy_actions, sample_actions, state_values
 
 
 @dataclass(frozen=True)
@@ -89,24 +88,16 @@ class A2C:
         self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
-    @torch.inference_mode()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
-        with nets.autocast(self.device, self.bf16):
-            logits, values = self.net(to_device(obs, self.device))
-        actions = torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(1)
-        logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
-        return actions.cpu().numpy(), logprobs, values
+        return sample_actions(self.net, obs, self.device, self.bf16, self.generator)
 
-    @torch.inference_mode()
     def eval_act(self, obs: np.ndarray) -> np.ndarray:
-        with nets.autocast(self.device, self.bf16):
-            return self.net(to_device(obs, self.device))[0].argmax(-1).cpu().numpy()
+        """Greedy actions for evaluation."""
+        return greedy_actions(self.net, obs, self.device, self.bf16)
 
-    @torch.inference_mode()
     def value(self, obs: np.ndarray) -> torch.Tensor:
-        with nets.autocast(self.device, self.bf16):
-            return self.net(to_device(obs, self.device))[1]
+        return state_values(self.net, obs, self.device, self.bf16)
 
     def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on a flattened rollout."""

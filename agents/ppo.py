@@ -22,9 +22,8 @@ import torch
 from torch import nn
 
 import nets
-from agents.common import to_device
 from agents.returns import gae
-from agents.rollout import RolloutCollector
+from agents.rollout import RolloutCollector, greedy_actions, sample_actions, state_values
 
 
 @dataclass(frozen=True)
@@ -128,26 +127,16 @@ class PPO:
         self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
-    @torch.inference_mode()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
-        with nets.autocast(self.device, self.bf16):
-            logits, values = self.net(to_device(obs, self.device))
-        actions = torch.multinomial(logits.softmax(-1), 1, generator=self.generator).squeeze(1)
-        logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
-        return actions.cpu().numpy(), logprobs, values
+        return sample_actions(self.net, obs, self.device, self.bf16, self.generator)
 
-    @torch.inference_mode()
     def eval_act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for evaluation."""
-        with nets.autocast(self.device, self.bf16):
-            logits, _ = self.net(to_device(obs, self.device))
-        return logits.argmax(-1).cpu().numpy()
+        return greedy_actions(self.net, obs, self.device, self.bf16)
 
-    @torch.inference_mode()
     def value(self, obs: np.ndarray) -> torch.Tensor:
-        with nets.autocast(self.device, self.bf16):
-            return self.net(to_device(obs, self.device))[1]
+        return state_values(self.net, obs, self.device, self.bf16)
 
     def update(self, rollout: dict[str, torch.Tensor], clip: float) -> dict[str, float]:
         """`epochs` passes of minibatch PPO on a flattened rollout (b_ tensors of length T*N)."""

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import envs
+import nets
 from agents.common import to_device
 
 Rows = list[dict[str, float]]
@@ -37,6 +38,30 @@ class Rollout:
         """b_ tensors of length T*N for minibatching: obs, actions, logprobs, values, valid and `extra`."""
         names = ("obs", "actions", "logprobs", "values", "valid")
         return {k: v.flatten(0, 1) for k, v in {**{n: getattr(self, n) for n in names}, **extra}.items()}
+
+
+@torch.inference_mode()
+def sample_actions(
+    net: torch.nn.Module, obs: np.ndarray, device: torch.device, bf16: bool, generator: torch.Generator
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """An actor-critic's sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
+    with nets.autocast(device, bf16):
+        logits, values = net(to_device(obs, device))
+    actions = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+    logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
+    return actions.cpu().numpy(), logprobs, values
+
+
+@torch.inference_mode()
+def greedy_actions(net: torch.nn.Module, obs: np.ndarray, device: torch.device, bf16: bool) -> np.ndarray:
+    with nets.autocast(device, bf16):
+        return net(to_device(obs, device))[0].argmax(-1).cpu().numpy()
+
+
+@torch.inference_mode()
+def state_values(net: torch.nn.Module, obs: np.ndarray, device: torch.device, bf16: bool) -> torch.Tensor:
+    with nets.autocast(device, bf16):
+        return net(to_device(obs, device))[1]
 
 
 class RolloutCollector:
