@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 import nets
+from agents.common import num_discrete_actions
 from agents.returns import gae
 from agents.rollout import RolloutCollector, greedy_actions, sample_actions, state_values
 
@@ -128,9 +129,8 @@ class A2C:
 
 
 def make_agent(cfg: Config, env: gym.vector.VectorEnv, device: str = "auto", seed: int = 0) -> A2C:
-    if not isinstance(env.single_action_space, gym.spaces.Discrete):
-        raise ValueError(f"A2C here needs discrete actions, the env has {env.single_action_space}")
-    return A2C(cfg, env.single_observation_space, int(env.single_action_space.n), device, seed)
+    num_actions = num_discrete_actions(env, "A2C")
+    return A2C(cfg, env.single_observation_space, num_actions, device, seed)
 
 
 def train(

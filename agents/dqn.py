@@ -24,7 +24,7 @@ import torch
 
 import envs
 import nets
-from agents.common import linear_schedule, to_device
+from agents.common import linear_schedule, num_discrete_actions, to_device
 from agents.replay import ReplayBuffer, Transitions
 
 
@@ -195,9 +195,8 @@ def td_targets(
 
 
 def make_agent(cfg: Config, env: gym.vector.VectorEnv, device: str = "auto", seed: int = 0) -> DQN:
-    if not isinstance(env.single_action_space, gym.spaces.Discrete):
-        raise ValueError(f"DQN needs discrete actions, the env has {env.single_action_space}")
-    return DQN(cfg, env.single_observation_space, int(env.single_action_space.n), device, seed)
+    num_actions = num_discrete_actions(env, "DQN")
+    return DQN(cfg, env.single_observation_space, num_actions, device, seed)
 
 
 def make_replay(cfg: Config, env: gym.vector.VectorEnv, seed: int = 0) -> ReplayBuffer:

@@ -23,7 +23,7 @@ import torch
 
 import envs
 import nets
-from agents.common import to_device
+from agents.common import num_discrete_actions, to_device
 from agents.returns import discounted_returns
 
 
@@ -148,14 +148,10 @@ class Reinforce:
 
 
 def make_agent(cfg: Config, env: gym.vector.VectorEnv, device: str = "auto", seed: int = 0) -> Reinforce:
-    space = env.single_action_space
-    if not isinstance(space, gym.spaces.Discrete):
-        raise ValueError(f"REINFORCE here needs discrete actions, the env has {space}")
-    if cfg.actions and max(cfg.actions) >= space.n:
-        raise ValueError(
-            f"--actions {cfg.actions} names actions the env lacks (it has {space.n}); use --actions"
-        )
-    return Reinforce(cfg, env.single_observation_space, int(space.n), device, seed)
+    n = num_discrete_actions(env, "REINFORCE")
+    if cfg.actions and max(cfg.actions) >= n:
+        raise ValueError(f"--actions {cfg.actions} names actions the env lacks (it has {n}); use --actions")
+    return Reinforce(cfg, env.single_observation_space, n, device, seed)
 
 
 def train(
