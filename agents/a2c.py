@@ -109,8 +109,7 @@ class A2C:
         advantages = b["returns"] - values.detach()
         policy_loss = nets.cross_entropy(logits, b["actions"], weights=advantages * share)
         value_loss = nets.mse(values, b["returns"], weights=share)
-        log_probs = torch.log_softmax(logits, -1)
-        entropy = (-(log_probs.exp() * log_probs).sum(-1) * share).mean()
+        entropy = nets.entropy(logits, weights=share)
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

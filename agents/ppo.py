@@ -169,7 +169,6 @@ class PPO:
             logits, values = self.net(mb["obs"])
         log_probs = torch.log_softmax(logits, -1)
         new_logprobs = log_probs.gather(1, mb["actions"][:, None]).squeeze(1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1)
         log_ratio = new_logprobs - mb["logprobs"]
         ratio = log_ratio.exp()
         adv = mb["advantages"]
@@ -185,7 +184,7 @@ class PPO:
             )
         else:
             value_loss = 0.5 * masked_mean((values - mb["returns"]) ** 2)
-        entropy_mean = masked_mean(entropy)
+        entropy_mean = nets.entropy(logits, weights=mask * len(mask) / n)  # the same masked mean
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -6,7 +6,7 @@ from nets.device import autocast, bf16_supported, num_threads, resolve_device, s
 from nets.fit import History, accuracy, evaluate, fit
 from nets.heads import ActorCritic, BackboneWithHead, CategoricalPolicyHead, QHead, ValueHead
 from nets.layers import orthogonal_, to_float
-from nets.losses import cross_entropy, get_loss, huber, mse
+from nets.losses import cross_entropy, entropy, get_loss, huber, mse
 from nets.optim import lr_factor, make_optimizer
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "bf16_supported",
     "compose",
     "cross_entropy",
+    "entropy",
     "evaluate",
     "fit",
     "gaussian_noise",

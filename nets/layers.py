@@ -38,7 +38,15 @@ def _fmt(shape: tuple) -> str:
 
 
 def to_float(obs: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels become [0, 1] floats here, on the device, so buffers and transfers stay 4x smaller."""
+    """uint8 pixels become [0, 1] floats here, on the device, so buffers and transfers stay 4x smaller.
+    Under autocast the result is already in autocast's dtype (bfloat16), and images (B, C, H, W) come out
+    channels-last, the layout the convolutions use."""
+    # Under autocast, cast once straight to its dtype, and lay images out channels-last before the cast:
+    # converting then re-laying out float copies cost ~30% of a PPO update on CPU.
+    device = obs.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+    if obs.ndim == 4:
+        obs = obs.contiguous(memory_format=torch.channels_last)
     if obs.dtype == torch.uint8:
-        return obs.float().div_(255.0)
-    return obs.float()
+        return obs.to(dtype).mul_(1 / 255)
+    return obs.to(dtype)

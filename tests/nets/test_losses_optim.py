@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+import nets
 from nets import cross_entropy, get_loss, huber, lr_factor, make_optimizer, mse
 
 
@@ -59,3 +60,10 @@ def test_lr_schedules():
     assert lr_factor("cosine", 0.5) == pytest.approx(0.5)
     assert lr_factor("cosine", 1.0) == pytest.approx(0.0)
     assert lr_factor(lambda p: 2 * p, 0.3) == pytest.approx(0.6)
+
+
+def test_entropy_of_uniform_and_certain_distributions_and_weights():
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [100.0, 0.0, 0.0, 0.0]])
+    per_row = torch.tensor([math.log(4), 0.0])
+    torch.testing.assert_close(nets.entropy(logits), per_row.mean())
+    torch.testing.assert_close(nets.entropy(logits, weights=torch.tensor([2.0, 0.0])), per_row[0])

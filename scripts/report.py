@@ -1,0 +1,98 @@
+"""Summarise a run directory for the docs: the figures a reader asks first, read from metrics.jsonl.
+
+    python scripts/report.py runs/<run> [--out docs/ppo_pong]   # writes <out>_summary.json, <out>_curve.png
+
+Prints a markdown table: frames, agent steps, wall time, training speed, first and last 20 training games
+(raw score), and every evaluation. Wall time runs from the first to the last logged line (a resumed run's
+pause counts too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts.logger import read_jsonl  # noqa: E402
+from scripts.plots import plot_learning_curve  # noqa: E402
+
+
+def summarise(run_dir: Path, window: int = 20) -> dict[str, Any]:
+    """Figures of one run from its config.json and metrics.jsonl."""
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    if not rows:
+        raise SystemExit(f"error: {run_dir} has no metrics.jsonl lines; is it a run directory?")
+    config = json.loads((run_dir / "config.json").read_text())
+    games = [r["episode_return"] for r in rows if "episode_return" in r]
+    sps = [r["sps"] for r in rows if "sps" in r]
+    times = [r["time"] for r in rows if "time" in r]
+    last = max(rows, key=lambda r: r["global_step"])
+    return {
+        "agent": config["agent"],
+        "game": config["game"],
+        "frames": last["frames"],
+        "agent_steps": last["global_step"],
+        "wall_minutes": round((max(times) - min(times)) / 60, 1) if times else None,
+        "median_sps": round(statistics.median(sps), 1) if sps else None,
+        "games": len(games),
+        f"first_{window}_games_mean": round(statistics.mean(games[:window]), 2) if games else None,
+        f"last_{window}_games_mean": round(statistics.mean(games[-window:]), 2) if games else None,
+        "best_moving_mean": round(max(_moving_means(games, window)), 2) if len(games) >= window else None,
+        "evaluations": [
+            {"frames": r["frames"], "mean": r["eval/mean_return"]} for r in rows if "eval/mean_return" in r
+        ],
+        "agent_config": config.get("agent_config", {}),
+    }
+
+
+def _moving_means(values: list[float], window: int) -> list[float]:
+    return [statistics.mean(values[i - window : i]) for i in range(window, len(values) + 1)]
+
+
+def markdown(summary: dict[str, Any], window: int = 20) -> str:
+    evals = (
+        ", ".join(f"{e['mean']:+.1f} @ {e['frames'] / 1e6:.1f}M" for e in summary["evaluations"]) or "none"
+    )
+    lines = [
+        "| what | figure |",
+        "|---|---|",
+        f"| run | {summary['agent']} on {summary['game']} |",
+        f"| frames / agent steps | {summary['frames']:,} / {summary['agent_steps']:,} |",
+        f"| wall time | {summary['wall_minutes']} min |",
+        f"| training speed | median {summary['median_sps']} agent steps/s |",
+        f"| training games | {summary['games']} |",
+        f"| first {window} training games | mean raw score {summary[f'first_{window}_games_mean']} |",
+        f"| last {window} training games | mean raw score {summary[f'last_{window}_games_mean']} |",
+        f"| best {window}-game moving mean | {summary['best_moving_mean']} |",
+        f"| evaluations (frames) | {evals} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="prefix for <out>_summary.json and <out>_curve.png"
+    )
+    args = parser.parse_args(argv)
+    summary = summarise(args.run_dir)
+    print(markdown(summary))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{args.out}_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        title = f"{summary['agent']} on {summary['game']}"
+        plot_learning_curve(read_jsonl(args.run_dir / "metrics.jsonl"), f"{args.out}_curve.png", title=title)
+        print(f"wrote {args.out}_summary.json and {args.out}_curve.png")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""Training throughput: our PPO and DQN against Stable-Baselines3's on identical settings, and the ceilings.
+
+Every contender is built once, warmed up, then timed for a fixed number of agent steps, `repeats` times,
+interleaved (ours, SB3, ours, SB3, ...) so that load from other processes falls on all of them alike.
+Settings shared by both sides (the SB3 zoo's Atari hyperparameters, design §1's protocol):
+
+- PPO: 8 envs x 128 steps, 4 epochs of 4 minibatches of 256, Adam 2.5e-4, clip 0.1, no value clipping
+  (SB3's default), entropy 0.01, value loss 0.5 x MSE, GAE 0.95, gamma 0.99, gradient clip 0.5, Nature CNN.
+- DQN: 4 envs, one gradient step of 32 per 4 transitions, 100k replay, Adam 1e-4, Huber loss, target
+  copy every 1,000 steps, plain (not double, not dueling, 1-step) targets, gradient clip 10, Nature CNN,
+  epsilon fixed at 0.01 (so both act through the network). This is SB3's DQN, not our Atari preset (Double
+  DQN with 3-step returns), whose update costs one more forward pass.
+- Pong with sticky actions 0.25 (per emulator frame, in ALE), 30 no-op resets, FIRE on reset, frame skip 4
+  with max-pooling, 84x84x4 grayscale, life loss ends episodes, clipped rewards; SB3 through its
+  `AtariWrapper`, ours through `envs.make`. Each library steps the envs with its own vector backend: SB3
+  with its default `DummyVecEnv` (as its zoo does), ours with what `backend="auto"` picks (EnvPool here).
+
+Ceilings, measured in the same invocation: env-only (random actions through our env stack) and
+compute-only (the network's own forward, backward and Adam step on random pixels, no Python around it).
+A serial learner cannot beat 1 / (1 / env_sps + compute_seconds_per_step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+import envs
+import nets
+from agents import dqn, ppo
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env import VecEnv
+
+GAME = "Pong"
+# SB3's PPO does not clip the value update and weighs it vf_coef x MSE; ours is vf_coef x 0.5 x MSE.
+PPO_CFG = ppo.Config(clip_value=False, vf_coef=1.0)
+DQN_CFG = dqn.Config(
+    num_envs=4, buffer_size=100_000, batch_size=32, lr=1e-4, adam_eps=1e-8, learning_starts=2_000,
+    train_every=4, gradient_steps=1, target_update_every=1_000, double=False, dueling=False, n_step=1,
+    loss="huber", max_grad_norm=10.0, eps_start=0.01, eps_end=0.01,
+)  # fmt: skip
+NUM_ACTIONS = 6  # Pong's minimal action set, for the network-only ceilings
+
+
+# A contender is built once and returns `run(steps) -> seconds`, continuing its own training each call.
+Runner = Callable[[int], float]
+
+
+def ours_ppo(cfg: ppo.Config, device: str, seed: int = 0) -> tuple[Runner, dict]:
+    env = envs.make(GAME, cfg.num_envs, seed=seed)
+    agent = ppo.make_agent(cfg, env, device, seed)
+    loop = ppo.train(cfg, env, agent, total_steps=10**12, seed=seed)
+    state = {"step": 0}
+
+    def advance(steps: int) -> None:  # whole rollouts: stop right after the update that reaches `steps`
+        target = state["step"] + steps
+        for global_step, rows in loop:
+            if global_step >= target and any("charts/learning_rate" in r for r in rows):
+                state["step"] = global_step
+                return
+
+    advance(cfg.num_envs * cfg.num_steps)  # warm-up: one rollout and update
+    return _timed(advance), {}
+
+
+def ours_dqn(cfg: dqn.Config, device: str, seed: int = 0) -> tuple[Runner, dict]:
+    env = envs.make(GAME, cfg.num_envs, seed=seed)
+    agent = dqn.make_agent(cfg, env, device, seed)
+    replay = dqn.make_replay(cfg, env, seed)
+    loop = dqn.train(cfg, env, agent, total_steps=10**12, seed=seed, replay=replay)
+    state = {"step": 0}
+
+    def advance(steps: int) -> None:
+        target = state["step"] + steps
+        for global_step, _ in loop:
+            if global_step >= target:
+                state["step"] = global_step
+                return
+
+    info = {"bytes_per_transition": replay.bytes_per_transition}
+
+    def advance_and_count(steps: int) -> None:
+        advance(steps)
+        info["updates"] = agent.updates
+
+    advance_and_count(cfg.learning_starts + 200)  # warm-up: fill the replay and make the first updates
+    return _timed(advance_and_count), info
+
+
+def _sb3_env(num_envs: int, seed: int) -> VecEnv:
+    import ale_py
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    env = make_atari_env(
+        "ALE/Pong-v5", n_envs=num_envs, seed=seed,
+        # AtariWrapper does the frame skip, so ALE must not; ALE applies sticky actions per frame, as ours.
+        env_kwargs={"frameskip": 1, "repeat_action_probability": 0.25, "full_action_space": False},
+    )  # fmt: skip
+    return VecFrameStack(env, n_stack=4)
+
+
+def sb3_ppo(cfg: ppo.Config, device: str, seed: int = 0) -> tuple[Runner, dict]:
+    from stable_baselines3 import PPO
+
+    model = PPO(
+        "CnnPolicy", _sb3_env(cfg.num_envs, seed), n_steps=cfg.num_steps,
+        batch_size=cfg.num_envs * cfg.num_steps // cfg.minibatches, n_epochs=cfg.epochs,
+        learning_rate=cfg.lr, clip_range=cfg.clip, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
+        gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, max_grad_norm=cfg.max_grad_norm, device=device,
+        seed=seed, verbose=0,
+    )  # fmt: skip
+
+    def advance(steps: int) -> None:
+        model.learn(steps, reset_num_timesteps=False)
+
+    advance(cfg.num_envs * cfg.num_steps)
+    return _timed(advance), {}
+
+
+def sb3_dqn(cfg: dqn.Config, device: str, seed: int = 0) -> tuple[Runner, dict]:
+    from stable_baselines3 import DQN
+
+    # Units: SB3's train_freq counts vector steps (each adds num_envs transitions); learning_starts and
+    # target_update_interval count transitions, like ours.
+    if cfg.train_every % cfg.num_envs:
+        raise ValueError(f"train_every {cfg.train_every} must be a multiple of num_envs {cfg.num_envs}")
+    model = DQN(
+        "CnnPolicy", _sb3_env(cfg.num_envs, seed), buffer_size=cfg.buffer_size, learning_rate=cfg.lr,
+        batch_size=cfg.batch_size, learning_starts=cfg.learning_starts,
+        train_freq=cfg.train_every // cfg.num_envs, gradient_steps=cfg.gradient_steps,
+        target_update_interval=cfg.target_update_every, gamma=cfg.gamma, max_grad_norm=cfg.max_grad_norm,
+        exploration_initial_eps=cfg.eps_start, exploration_final_eps=cfg.eps_end,
+        optimize_memory_usage=False, device=device, seed=seed, verbose=0,
+    )  # fmt: skip
+    rb = model.replay_buffer
+    held = sum(a.nbytes for a in vars(rb).values() if isinstance(a, np.ndarray))
+    info = {"bytes_per_transition": held / (rb.buffer_size * rb.n_envs)}
+
+    def advance(steps: int) -> None:
+        model.learn(steps, reset_num_timesteps=False)
+        info["updates"] = model._n_updates
+
+    advance(cfg.learning_starts + 200)
+    return _timed(advance), info
+
+
+def _timed(advance: Callable[[int], None]) -> Runner:
+    def run(steps: int) -> float:
+        start = time.perf_counter()
+        advance(steps)
+        return time.perf_counter() - start
+
+    return run
+
+
+# --- ceilings -------------------------------------------------------------------------------------------
+
+
+def env_ceiling(num_envs: int, seconds: float, seed: int = 0) -> float:
+    """Agent steps/s of our env stack alone with random actions (the backend `auto` picks)."""
+    env = envs.make(GAME, num_envs, seed=seed)
+    try:
+        env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        n_actions = int(env.single_action_space.n)
+        steps, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            env.step(rng.integers(0, n_actions, num_envs))
+            steps += num_envs
+        return steps / elapsed
+    finally:
+        env.close()
+
+
+def _median_seconds(fn: Callable[[], None], repeats: int = 10) -> float:
+    fn()  # warm-up (allocations, oneDNN kernel selection)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def network_seconds(
+    net: torch.nn.Module, batch: int, bf16: bool, device: torch.device, train: bool, forwards: int = 1
+) -> float:
+    """Seconds for one forward (inference) or `forwards` forwards + backward + fused Adam (training) of
+    `net` on a batch of random uint8 frames: the compute floor, with no agent code around it."""
+    obs = torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8, device=device)
+    bf16 = bf16 and nets.bf16_supported(device)
+    if not train:
+
+        @torch.inference_mode()
+        def step() -> None:
+            with nets.autocast(device, bf16):
+                net(obs)
+            _sync(device)
+
+        return _median_seconds(step)
+    optimizer = nets.make_optimizer("adam", net.parameters(), 1e-4)
+
+    def step() -> None:
+        with torch.no_grad(), nets.autocast(device, bf16):
+            for _ in range(forwards - 1):  # DQN's target-network pass on the next observations
+                net(obs)
+        with nets.autocast(device, bf16):
+            out = net(obs)
+        loss = sum(o.float().square().mean() for o in (out if isinstance(out, tuple) else (out,)))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+
+    return _median_seconds(step)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def compute_ceiling_ppo(cfg: ppo.Config, device: torch.device) -> float:
+    """Agent steps/s if only the network ran: one inference per vector step plus `epochs` passes of
+    minibatch training per rollout."""
+    net = nets.ActorCritic((4, 84, 84), NUM_ACTIONS, cfg.hidden).to(device)
+    mb = cfg.num_envs * cfg.num_steps // cfg.minibatches
+    per_step = network_seconds(net, cfg.num_envs, cfg.bf16, device, train=False) / cfg.num_envs
+    per_step += cfg.epochs * network_seconds(net, mb, cfg.bf16, device, train=True) / mb
+    return 1 / per_step
+
+
+def compute_ceiling_dqn(cfg: dqn.Config, device: torch.device) -> float:
+    """Agent steps/s if only the network ran: one inference per vector step plus one batch update (online
+    and target forward, backward, Adam) every `train_every` steps."""
+    body = nets.NatureCNN((4, 84, 84))
+    net = nets.BackboneWithHead(body, nets.QHead(body.out_dim, NUM_ACTIONS)).to(device)
+    per_step = network_seconds(net, cfg.num_envs, cfg.bf16, device, train=False) / cfg.num_envs
+    per_step += (
+        network_seconds(net, cfg.batch_size, cfg.bf16, device, train=True, forwards=2) / cfg.train_every
+    )
+    return 1 / per_step
+
+
+def serial_ceiling(env_sps: float, compute_sps: float) -> float:
+    return 1 / (1 / env_sps + 1 / compute_sps)
+
+
+# --- the benchmark --------------------------------------------------------------------------------------
+
+
+def run(
+    *, ppo_steps: int, dqn_steps: int, repeats: int, device: str = "auto", env_seconds: float = 5.0,
+    dqn_learning_starts: int | None = None, progress: Callable[[str], None] = print,
+) -> dict:  # fmt: skip
+    """Build every contender, time them interleaved, measure ceilings; returns the report as a dict."""
+    dev = nets.resolve_device(device)
+    rollout = PPO_CFG.num_envs * PPO_CFG.num_steps
+    if ppo_steps <= 0 or ppo_steps % rollout:
+        raise ValueError(f"--ppo-steps {ppo_steps}: use a positive multiple of the rollout, {rollout} steps")
+    if dqn_steps <= 0 or dqn_steps % DQN_CFG.num_envs:
+        raise ValueError(f"--dqn-steps {dqn_steps}: use a positive multiple of {DQN_CFG.num_envs} (the envs)")
+    dqn_cfg = DQN_CFG
+    if dqn_learning_starts is not None:
+        dqn_cfg = dataclasses.replace(DQN_CFG, learning_starts=dqn_learning_starts)
+    contenders = {
+        ("ppo", "pixelrl"): lambda: ours_ppo(PPO_CFG, device),
+        ("ppo", "pixelrl fp32"): lambda: ours_ppo(dataclasses.replace(PPO_CFG, bf16=False), device),
+        ("ppo", "sb3"): lambda: sb3_ppo(PPO_CFG, device),
+        ("dqn", "pixelrl"): lambda: ours_dqn(dqn_cfg, device),
+        ("dqn", "pixelrl fp32"): lambda: ours_dqn(dataclasses.replace(dqn_cfg, bf16=False), device),
+        ("dqn", "sb3"): lambda: sb3_dqn(dqn_cfg, device),
+    }
+    steps = {"ppo": ppo_steps, "dqn": dqn_steps}
+    runners, extras, sps = {}, {}, {key: [] for key in contenders}
+    for key, build in contenders.items():
+        progress(f"building and warming up {key[1]} {key[0].upper()}")
+        runners[key], extras[key] = build()
+    for r in range(repeats):
+        for key, runner in runners.items():
+            seconds = runner(steps[key[0]])
+            sps[key].append(steps[key[0]] / seconds)
+            progress(f"repeat {r + 1}/{repeats}: {key[1]} {key[0].upper()} {sps[key][-1]:.0f} steps/s")
+    progress("measuring ceilings")
+    ceilings = {}
+    bf16_used = nets.bf16_supported(dev)
+    precisions = (("bf16", True), ("fp32", False)) if bf16_used else (("fp32", False),)
+    for algo, cfg, compute in (("ppo", PPO_CFG, compute_ceiling_ppo), ("dqn", dqn_cfg, compute_ceiling_dqn)):
+        env_sps = env_ceiling(cfg.num_envs, env_seconds)
+        for precision, bf16 in precisions:
+            compute_sps = compute(dataclasses.replace(cfg, bf16=bf16), dev)
+            ceilings[(algo, precision)] = {
+                "env_sps": env_sps, "compute_sps": compute_sps,
+                "ceiling_sps": serial_ceiling(env_sps, compute_sps),
+            }  # fmt: skip
+    rows = []
+    for (algo, who), values in sps.items():
+        sb3_median = statistics.median(sps[(algo, "sb3")])
+        precision = "bf16" if who == "pixelrl" and bf16_used else "fp32"
+        median = statistics.median(values)
+        # The ceilings are our env stack and our network's: they bound our rows, not SB3's.
+        ceiling = ceilings[(algo, precision)]["ceiling_sps"] if who != "sb3" else None
+        rows.append({
+            "algo": algo, "who": who, "precision": precision, "steps": steps[algo], "repeats": repeats,
+            "sps_median": median, "sps_min": min(values), "sps_max": max(values), "sps_all": values,
+            "vs_sb3": median / sb3_median, "ceiling_sps": ceiling,
+            "of_ceiling": median / ceiling if ceiling else None, **extras[(algo, who)],
+        })  # fmt: skip
+    return {
+        "device": str(dev),
+        "torch_threads": torch.get_num_threads(),
+        "rows": rows,
+        "ceilings": [{"algo": a, "precision": p, **v} for (a, p), v in ceilings.items()],
+    }
+
+
+# --- levers on the compute ceiling ----------------------------------------------------------------------
+
+
+def levers(device: str = "auto", progress: Callable[[str], None] = print) -> list[dict]:
+    """The PPO network's training step (minibatch 256) and acting step (batch 8) in samples/s under each
+    lever: float32 vs bfloat16 autocast, eager vs torch.compile, 1 vs 2 intra-op threads."""
+    dev = nets.resolve_device(device)
+    results = []
+    for threads in sorted({1, torch.get_num_threads()}):
+        for compiled in (False, True):
+            for bf16 in (False, True):
+                if bf16 and not nets.bf16_supported(dev):
+                    continue
+                net = nets.ActorCritic((4, 84, 84), 6, (64,)).to(dev)
+                model = torch.compile(net) if compiled else net
+                row = {"threads": threads, "compile": compiled, "precision": "bf16" if bf16 else "fp32"}
+                try:
+                    with nets.num_threads(threads):
+                        train_s = network_seconds(model, 256, bf16, dev, train=True)
+                        act_s = network_seconds(model, 8, bf16, dev, train=False)
+                    row |= {"train_samples_per_s": 256 / train_s, "act_samples_per_s": 8 / act_s}
+                except Exception as exc:  # torch.compile needs a C++ toolchain on CPU; report, go on
+                    row |= {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+                results.append(row)
+                progress(json.dumps(row))
+    return results

@@ -1,0 +1,26 @@
+import json
+
+import pytest
+
+from scripts import report
+
+
+def test_summary_reads_games_speed_and_evaluations_from_the_run(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"agent": "ppo", "game": "ALE/Pong-v5"}))
+    rows = [{"global_step": 10 * i, "frames": 40 * i, "time": 1000.0 + 6 * i, "episode_return": float(i)}
+            for i in range(1, 31)]  # fmt: skip
+    rows += [{"global_step": 300, "frames": 1200, "time": 1180.0, "sps": v} for v in (100.0, 300.0, 200.0)]
+    rows.append({"global_step": 300, "frames": 1200, "time": 1180.0, "eval/mean_return": 7.5})
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = report.main([str(tmp_path), "--out", str(tmp_path / "docs" / "ppo_pong")])
+    assert summary["frames"] == 1200 and summary["agent_steps"] == 300 and summary["games"] == 30
+    assert summary["first_20_games_mean"] == 10.5 and summary["last_20_games_mean"] == 20.5  # 1..20, 11..30
+    assert summary["median_sps"] == 200.0 and summary["wall_minutes"] == 2.9  # 1006 s to 1180 s
+    assert summary["evaluations"] == [{"frames": 1200, "mean": 7.5}]
+    assert "| last 20 training games | mean raw score 20.5 |" in capsys.readouterr().out
+    assert (tmp_path / "docs" / "ppo_pong_curve.png").stat().st_size > 0
+
+
+def test_a_directory_without_metrics_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="has no metrics.jsonl lines"):
+        report.main([str(tmp_path)])
