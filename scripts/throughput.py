@@ -169,18 +169,9 @@ def _timed(advance: Callable[[int], None]) -> Runner:
 
 def env_ceiling(num_envs: int, seconds: float, seed: int = 0) -> float:
     """Agent steps/s of our env stack alone with random actions (the backend `auto` picks)."""
-    env = envs.make(GAME, num_envs, seed=seed)
-    try:
-        env.reset(seed=seed)
-        rng = np.random.default_rng(seed)
-        n_actions = int(env.single_action_space.n)
-        steps, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            env.step(rng.integers(0, n_actions, num_envs))
-            steps += num_envs
-        return steps / elapsed
-    finally:
-        env.close()
+    from scripts.benchmark import measure_env_sps  # the `envs` benchmark's own measurement
+
+    return measure_env_sps(GAME, "auto", num_envs, seconds, seed)
 
 
 def _median_seconds(fn: Callable[[], None], repeats: int = 10) -> float:
