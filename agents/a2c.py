@@ -29,8 +29,9 @@ from agents.rollout import RolloutCollector, greedy_actions, sample_actions, sta
 class Config:
     """A2C hyperparameters. Defaults are the Atari preset; `PRESETS["classic"]` holds CartPole's."""
 
-    frames: int = 10_000_000
-    """Training budget in emulator frames (agent steps x 4 on Atari)."""
+    frames: int = 40_000_000
+    """Training budget in emulator frames (agent steps x 4 on Atari): baselines' 10M timesteps. With
+    `anneal`, the learning rate decays to 0 over it, so a shorter budget decays faster."""
     num_envs: int = 16
     """Parallel envs (OpenAI baselines and the SB3 zoo use 16 on Atari)."""
     num_steps: int = 5

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import nets
-from agents.common import num_discrete_actions
+from agents.common import num_discrete_actions, take_rows
 from agents.returns import gae
 from agents.rollout import RolloutCollector, greedy_actions, sample_actions, state_values
 
@@ -31,8 +31,9 @@ from agents.rollout import RolloutCollector, greedy_actions, sample_actions, sta
 class Config:
     """PPO hyperparameters. Defaults are the Atari preset; `PRESETS["classic"]` holds CartPole's."""
 
-    frames: int = 10_000_000
-    """Training budget in emulator frames (agent steps x 4 on Atari; 10M frames as in the paper)."""
+    frames: int = 40_000_000
+    """Training budget in emulator frames (agent steps x 4 on Atari): the paper's 10M timesteps. With
+    `anneal`, the learning rate and clip range decay to 0 over it, so a shorter budget decays faster."""
     num_envs: int = 8
     """Parallel envs (Schulman et al. 2017, Table 5)."""
     num_steps: int = 128
@@ -150,7 +151,7 @@ class PPO:
         for _ in range(cfg.epochs):
             order = torch.randperm(b_size, generator=self.generator, device=self.device)
             for start in range(0, mb_size * cfg.minibatches, mb_size):
-                mb = {k: v[order[start : start + mb_size]] for k, v in rollout.items()}
+                mb = {k: take_rows(v, order[start : start + mb_size]) for k, v in rollout.items()}
                 mb_stats = self._minibatch_step(mb, clip)
                 for k, v in mb_stats.items():
                     stats[k].append(v)

@@ -24,7 +24,7 @@ Rows = list[dict[str, float]]
 
 @dataclass
 class Rollout:
-    obs: torch.Tensor  # (T, N, 4, 84, 84) uint8 | (T, N, D) float32
+    obs: torch.Tensor  # (T, N, 4, 84, 84) uint8, channels-last in memory | (T, N, D) float32
     actions: torch.Tensor  # (T, N) int64
     logprobs: torch.Tensor  # (T, N) log pi_old(a|s)
     values: torch.Tensor  # (T, N) V(s_t)
@@ -74,7 +74,15 @@ class RolloutCollector:
         space = env.single_observation_space
         obs_dtype = torch.from_numpy(np.zeros(0, space.dtype)).dtype
         shape = (self.T, self.N)
-        self.obs_buf = torch.zeros((*shape, *space.shape), dtype=obs_dtype, device=device)
+        # Images are stored channels-last, the layout the convolutions read, so minibatches go to the
+        # network without a re-layout in every epoch.
+        if len(space.shape) == 3:
+            c, h, w = space.shape
+            self.obs_buf = torch.zeros((*shape, h, w, c), dtype=obs_dtype, device=device).permute(
+                0, 1, 4, 2, 3
+            )
+        else:
+            self.obs_buf = torch.zeros((*shape, *space.shape), dtype=obs_dtype, device=device)
         self.obs, _ = env.reset(seed=seed)
         self.prev_done = np.zeros(self.N, dtype=bool)
 

@@ -3,7 +3,8 @@
 One protocol: `out_dim`, `initial_state(batch, device)` and
 `forward(obs, state=None, done=None) -> (features, state)`. Feed-forward backbones ignore `state` and
 `done` and return `state` unchanged (None); `LSTMCore` carries (h, c) and zeroes it where `done`.
-Pixels arrive as uint8 and are scaled to [0, 1] inside the network (`layers.to_float`).
+Pixels arrive as uint8 and are scaled to [0, 1] inside the network (`layers.to_float`; the Nature CNN, on
+the agents' hot path, folds the scaling into its first convolution, `layers.PixelConv2d`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nets.layers import check_obs, orthogonal_, to_float
+from nets.layers import PixelConv2d, check_obs, orthogonal_, to_float
 
 State = tuple[torch.Tensor, torch.Tensor] | None
 
@@ -24,13 +25,14 @@ class FeedForward(nn.Module):
 
     obs_shape: tuple[int, ...]
     net: nn.Module
+    pixel_input: bool = False  # True when `net` starts with a PixelConv2d, which takes the raw observation
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         return None
 
     def forward(self, obs: torch.Tensor, state: State = None, done: torch.Tensor | None = None):
         check_obs(type(self).__name__, obs, self.obs_shape)
-        return self.net(to_float(obs)), state
+        return self.net(obs if self.pixel_input else to_float(obs)), state
 
 
 class MLP(FeedForward):
@@ -68,12 +70,14 @@ class MLP(FeedForward):
 class NatureCNN(FeedForward):
     """Mnih et al. (2015): conv 32x8x8/4, 64x4x4/2, 64x3x3/1, then a 512-unit layer. Input (B, C, 84, 84)."""
 
+    pixel_input = True
+
     def __init__(self, obs_shape: Sequence[int] = (4, 84, 84), *, out_dim: int = 512) -> None:
         super().__init__()
         self.obs_shape = tuple(obs_shape)
         c, h, w = self.obs_shape
         convs = nn.Sequential(
-            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
+            PixelConv2d(c, 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
             nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
             nn.Flatten(),

@@ -37,16 +37,29 @@ def _fmt(shape: tuple) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ")"
 
 
-def to_float(obs: torch.Tensor) -> torch.Tensor:
+def to_float(obs: torch.Tensor, *, scale: bool = True) -> torch.Tensor:
     """uint8 pixels become [0, 1] floats here, on the device, so buffers and transfers stay 4x smaller.
     Under autocast the result is already in autocast's dtype (bfloat16), and images (B, C, H, W) come out
-    channels-last, the layout the convolutions use."""
+    channels-last, the layout the convolutions use. `scale=False` keeps 0..255 (see `PixelConv2d`)."""
     # Under autocast, cast once straight to its dtype, and lay images out channels-last before the cast:
     # converting then re-laying out float copies cost ~30% of a PPO update on CPU.
     device = obs.device.type
     dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
     if obs.ndim == 4:
         obs = obs.contiguous(memory_format=torch.channels_last)
-    if obs.dtype == torch.uint8:
+    if obs.dtype == torch.uint8 and scale:
         return obs.to(dtype).mul_(1 / 255)
     return obs.to(dtype)
+
+
+class PixelConv2d(nn.Conv2d):
+    """A backbone's first convolution, fed the observation as it arrives. uint8 pixels are read as [0, 1]
+    by scaling the weights instead of the pixels, conv(x / 255, W) = conv(x, W / 255): one multiply per
+    weight (8k) instead of one per input value (7M in a PPO minibatch, ~5% of its training step on CPU).
+    Float inputs are taken as already scaled."""
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if obs.dtype != torch.uint8:
+            return super().forward(to_float(obs))
+        # 0..255 are exact in bfloat16 (8 significant bits), so the unscaled cast loses nothing.
+        return self._conv_forward(to_float(obs, scale=False), self.weight * (1 / 255), self.bias)

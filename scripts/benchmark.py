@@ -288,27 +288,12 @@ def cmd_precision(args: argparse.Namespace) -> None:
 
 
 def plot_precision(results: list[dict], path: Path, title: str) -> None:
-    import matplotlib
+    from scripts.plots import plot_runs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
     colours = {"bf16": "tab:blue", "fp32": "tab:orange"}
-    for r in results:
-        if not r["games"]:
-            continue
-        frames, scores = np.array(r["games"]).T
-        window = max(1, min(20, len(scores) // 5))
-        smooth = np.convolve(scores, np.ones(window) / window, mode="valid")
-        label = r["precision"] if r["seed"] == 0 else None
-        ax.plot(frames[window - 1 :], smooth, color=colours[r["precision"]], alpha=0.8, label=label)
-    ax.set(xlabel="frames", ylabel="training game score (moving average)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    runs = [{"label": r["precision"] if r["seed"] == 0 else None, "games": r["games"],
+             "color": colours[r["precision"]]} for r in results]  # fmt: skip
+    plot_runs(runs, path, title, window=None)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -35,6 +36,15 @@ def plot_supervised(history: History, path: str | Path, title: str = "") -> Path
     return path
 
 
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over `window` values (over fewer at the start)."""
+    out = []
+    for i in range(len(values)):
+        recent = values[max(0, i - window + 1) : i + 1]
+        out.append(sum(recent) / len(recent))
+    return out
+
+
 def plot_learning_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
     """Raw game score against frames: each training game, their moving average, and evaluations."""
     path = Path(path)
@@ -49,18 +59,36 @@ def plot_learning_curve(rows: list[dict], path: str | Path, title: str = "") -> 
         frames, scores = zip(*games, strict=True)
         ax.scatter(frames, scores, s=6, alpha=0.3, label="training game (raw score)")
         window = max(1, min(20, len(scores) // 5))
-        smooth = [
-            sum(scores[max(0, i - window + 1) : i + 1]) / len(scores[max(0, i - window + 1) : i + 1])
-            for i in range(len(scores))
-        ]
-        ax.plot(frames, smooth, lw=2, label=f"moving average ({window} games)")
+        ax.plot(frames, moving_average(scores, window), lw=2, label=f"moving average ({window} games)")
     if evals:
         frames, means, stds = zip(*evals, strict=True)
         ax.errorbar(frames, means, yerr=stds, fmt="o-", capsize=3, label="evaluation (mean ± std)")
     ax.set(xlabel="frames", ylabel="game score", title=title)
+    return _save(fig, ax, path)
+
+
+def _save(fig: plt.Figure, ax: plt.Axes, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_runs(runs: list[dict], path: str | Path, title: str = "", window: int | None = 20) -> Path:
+    """Several runs side by side: each run's training-game scores as a `window`-game moving average
+    against frames (window None: a fifth of each run's games, at most 20). A run is
+    {"label": str | None, "games": [(frames, score), ...], "color": optional}."""
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for run in runs:
+        if run["games"]:
+            frames, scores = zip(*run["games"], strict=True)
+            w = window or max(1, min(20, len(scores) // 5))
+            ax.plot(
+                frames, moving_average(scores, w), color=run.get("color"), alpha=0.85, label=run.get("label")
+            )
+    smoothing = f"{window}-game" if window else "up to 20-game"
+    ax.set(xlabel="frames", ylabel=f"training game score ({smoothing} moving average)", title=title)
+    return _save(fig, ax, path)

@@ -1,6 +1,7 @@
 """Summarise a run directory for the docs: the figures a reader asks first, read from metrics.jsonl.
 
     python scripts/report.py runs/<run> [--out docs/ppo_pong]   # writes <out>_summary.json, <out>_curve.png
+    python scripts/report.py runs/<run> --out docs/ppo_pong --compare runs/<other> ...   # + <out>_runs.png
 
 Prints a markdown table: frames, agent steps, wall time, training speed, first and last 20 training games
 (raw score), and every evaluation. Wall time runs from the first to the last logged line (a resumed run's
@@ -18,8 +19,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import envs  # noqa: E402
 from scripts.logger import read_jsonl  # noqa: E402
-from scripts.plots import plot_learning_curve  # noqa: E402
+from scripts.plots import plot_learning_curve, plot_runs  # noqa: E402
 
 
 def summarise(run_dir: Path, window: int = 20) -> dict[str, Any]:
@@ -27,7 +29,7 @@ def summarise(run_dir: Path, window: int = 20) -> dict[str, Any]:
     rows = read_jsonl(run_dir / "metrics.jsonl")
     if not rows:
         raise SystemExit(f"error: {run_dir} has no metrics.jsonl lines; is it a run directory?")
-    config = json.loads((run_dir / "config.json").read_text())
+    config = _config(run_dir)
     games = [r["episode_return"] for r in rows if "episode_return" in r]
     sps = [r["sps"] for r in rows if "sps" in r]
     times = [r["time"] for r in rows if "time" in r]
@@ -50,7 +52,33 @@ def summarise(run_dir: Path, window: int = 20) -> dict[str, Any]:
     }
 
 
-def _moving_means(values: list[float], window: int) -> list[float]:
+def run_label(run_dir: Path) -> str:
+    """The run's name and what tells runs of one agent apart: its budget (which sets the length of any
+    annealing schedule) and, on Atari, the sticky-action probability."""
+    config = _config(run_dir)
+    details = []
+    if config.get("frames_per_step", 1) > 1:  # Atari; runs made before --sticky existed used the default
+        sticky = config.get("sticky")
+        details.append(f"sticky {envs.AtariOptions().sticky if sticky is None else sticky}")
+    frames = config.get("agent_config", {}).get("frames")
+    if frames:
+        details.append(f"budget {frames / 1e6:g}M frames")
+    return f"{run_dir.name} ({', '.join(details)})" if details else run_dir.name
+
+
+def _config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise SystemExit(f"error: {run_dir} has no config.json; is it a run directory?")
+    return json.loads(path.read_text())
+
+
+def _games(run_dir: Path) -> list[tuple[int, float]]:
+    return [(r["frames"], r["episode_return"]) for r in read_jsonl(run_dir / "metrics.jsonl")
+            if "episode_return" in r]  # fmt: skip
+
+
+def _moving_means(values: list[float], window: int) -> list[float]:  # full windows only
     return [statistics.mean(values[i - window : i]) for i in range(window, len(values) + 1)]
 
 
@@ -82,7 +110,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--out", type=Path, default=None, help="prefix for <out>_summary.json and <out>_curve.png"
     )
+    parser.add_argument(
+        "--compare", type=Path, nargs="+", default=[], help="other runs to plot beside it in <out>_runs.png"
+    )
     args = parser.parse_args(argv)
+    if args.compare and args.out is None:
+        raise SystemExit("error: --compare writes <out>_runs.png; give --out too")
     summary = summarise(args.run_dir)
     print(markdown(summary))
     if args.out is not None:
@@ -91,6 +124,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         title = f"{summary['agent']} on {summary['game']}"
         plot_learning_curve(read_jsonl(args.run_dir / "metrics.jsonl"), f"{args.out}_curve.png", title=title)
         print(f"wrote {args.out}_summary.json and {args.out}_curve.png")
+    if args.compare:
+        runs = [{"label": run_label(d), "games": _games(d)} for d in [args.run_dir, *args.compare]]
+        plot_runs(runs, f"{args.out}_runs.png", title=f"{summary['agent']} on {summary['game']}")
+        print(f"wrote {args.out}_runs.png")
     return summary
 
 

@@ -185,11 +185,16 @@ def _median_seconds(fn: Callable[[], None], repeats: int = 10) -> float:
 
 
 def network_seconds(
-    net: torch.nn.Module, batch: int, bf16: bool, device: torch.device, train: bool, forwards: int = 1
-) -> float:
+    net: torch.nn.Module, batch: int, bf16: bool, device: torch.device, train: bool, forwards: int = 1,
+    channels_last: bool = False,
+) -> float:  # fmt: skip
     """Seconds for one forward (inference) or `forwards` forwards + backward + fused Adam (training) of
-    `net` on a batch of random uint8 frames: the compute floor, with no agent code around it."""
+    `net` on a batch of random uint8 frames: the compute floor, with no agent code around it. The frames
+    are laid out as the agent feeds them: (B, C, H, W) as the env and the replay give them, or
+    `channels_last` as the rollouts store them (no re-layout in the network, so a higher ceiling)."""
     obs = torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8, device=device)
+    if channels_last:
+        obs = obs.contiguous(memory_format=torch.channels_last)
     bf16 = bf16 and nets.bf16_supported(device)
     if not train:
 
@@ -228,7 +233,8 @@ def compute_ceiling_ppo(cfg: ppo.Config, device: torch.device) -> float:
     net = nets.ActorCritic((4, 84, 84), NUM_ACTIONS, cfg.hidden).to(device)
     mb = cfg.num_envs * cfg.num_steps // cfg.minibatches
     per_step = network_seconds(net, cfg.num_envs, cfg.bf16, device, train=False) / cfg.num_envs
-    per_step += cfg.epochs * network_seconds(net, mb, cfg.bf16, device, train=True) / mb
+    train_seconds = network_seconds(net, mb, cfg.bf16, device, train=True, channels_last=True)  # as stored
+    per_step += cfg.epochs * train_seconds / mb
     return 1 / per_step
 
 

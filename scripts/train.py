@@ -56,6 +56,9 @@ class RunConfig:
     """cpu, cuda, cuda:N or auto (cuda when available)."""
     backend: Literal["auto", "sync", "async", "envpool"] = "auto"
     """Vector env backend; auto picks the fastest measured on this kind of machine."""
+    sticky: float | None = None
+    """Atari sticky-action probability for training and evaluation (default: the protocol's 0.25, Machado
+    et al. 2018; 0.0 is the NoFrameskip-v4 setting behind most published PPO/DQN curves)."""
     eval_every: int | None = None
     """Frames between evaluations (default: 10 evaluations per run)."""
     eval_episodes: int = 5
@@ -188,6 +191,14 @@ class Trainer:
         self.best_eval = -float("inf")
         self.replay = None
         self.env_options = agents.env_options(self.module, cfg, self.game.kind)
+        if run.sticky is not None:  # recorded with the run, so evaluate.py and watch.py play the same game
+            if self.game.kind != "atari":
+                raise SystemExit(f"error: --sticky applies to Atari games, not {run.env}; drop it")
+            try:
+                envs.AtariOptions(sticky=run.sticky)  # validates
+            except ValueError as err:
+                raise SystemExit(f"error: --sticky: {err}") from None
+            self.env_options = self.env_options | {"sticky": run.sticky}
 
     def _meta(self, step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         run_config = {
@@ -269,7 +280,7 @@ class Trainer:
             stop["signal"] = signum
             raise KeyboardInterrupt
 
-        previous = signal.signal(signal.SIGTERM, on_signal)
+        previous, previous_sigint = signal.signal(signal.SIGTERM, on_signal), signal.getsignal(signal.SIGINT)
         bar = tqdm(
             total=cfg.frames,
             initial=start_step * self.fps,
@@ -318,6 +329,10 @@ class Trainer:
                     self.save(agent, step, "latest", {"best_eval": self.best_eval})
                     t_ckpt = time.monotonic()
         except KeyboardInterrupt:
+            # A second Ctrl-C or kill must not cut the final checkpoint short (`timeout` forwards the
+            # SIGTERM that `pkill` also sent, so two arrive); the handlers are restored below.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             bar.close()
             self.save(agent, step, "latest", {"best_eval": self.best_eval})
             logger.close()
@@ -331,6 +346,7 @@ class Trainer:
             raise SystemExit(130) from None
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_sigint)
         bar.close()
         env.close()
         if not last_eval or last_eval["_step"] * self.fps < cfg.frames:  # not yet evaluated at the budget

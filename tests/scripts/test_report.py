@@ -24,3 +24,31 @@ def test_summary_reads_games_speed_and_evaluations_from_the_run(tmp_path, capsys
 def test_a_directory_without_metrics_is_named(tmp_path):
     with pytest.raises(SystemExit, match="has no metrics.jsonl lines"):
         report.main([str(tmp_path)])
+
+
+def _run(path, sticky, frames):
+    path.mkdir()
+    config = {"agent": "ppo", "game": "ALE/Pong-v5", "frames_per_step": 4, "agent_config": {"frames": frames}}
+    (path / "config.json").write_text(json.dumps(config | ({"sticky": sticky} if sticky is not None else {})))
+    rows = [
+        {"global_step": i, "frames": 4 * i, "time": float(i), "episode_return": float(i)} for i in range(30)
+    ]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_compare_plots_runs_side_by_side_labelled_by_protocol_and_budget(tmp_path):
+    new, old = _run(tmp_path / "new", 0.0, 40_000_000), _run(tmp_path / "old", None, 16_000_000)
+    assert report.run_label(new) == "new (sticky 0.0, budget 40M frames)"
+    assert report.run_label(old) == "old (sticky 0.25, budget 16M frames)"  # made before --sticky: 0.25
+    classic = _run(tmp_path / "cartpole", None, 100_000)
+    (classic / "config.json").write_text(
+        json.dumps({"frames_per_step": 1, "agent_config": {"frames": 100_000}})
+    )
+    assert report.run_label(classic) == "cartpole (budget 0.1M frames)"  # no sticky actions outside Atari
+    report.main([str(new), "--out", str(tmp_path / "ppo"), "--compare", str(old)])
+    assert (tmp_path / "ppo_runs.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit, match="give --out too"):
+        report.main([str(new), "--compare", str(old)])
+    with pytest.raises(SystemExit, match="has no config.json; is it a run directory"):
+        report.main([str(new), "--out", str(tmp_path / "ppo"), "--compare", str(tmp_path)])

@@ -1,6 +1,7 @@
 """train -> watch -> evaluate end to end on a tiny budget, resume, kill, and bad input."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -130,6 +131,31 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     assert read_meta(run_dir / "checkpoints" / "latest")["step"] > 0
 
 
+def test_a_second_kill_during_the_final_checkpoint_does_not_cut_it_short(tmp_path, monkeypatch):
+    kills = []
+
+    def kill_self() -> None:  # the handler runs in this (main) thread as soon as os.kill returns
+        kills.append(signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(train.Trainer, "_new_videos", lambda self, *args: None if kills else kill_self())
+    save = train.Trainer.save
+
+    def save_while_killed_again(self, *args, **kwargs):
+        if kills:  # e.g. `timeout` forwarding the SIGTERM that `pkill` also sent
+            kill_self()
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.Trainer, "save", save_while_killed_again)
+    run_dir = tmp_path / "killed-twice"
+    with pytest.raises(SystemExit) as err:
+        train.main(["dqn", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--wandb", "off",
+                    "--frames", "100000", "--no-progress"])  # fmt: skip
+    assert err.value.code == 130 and len(kills) == 2
+    assert read_meta(run_dir / "checkpoints" / "latest")["step"] > 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+
+
 def _safe_rows(run_dir):
     try:
         return rows(run_dir)
@@ -149,6 +175,8 @@ def _safe_rows(run_dir):
             "smaller than --batch-size",
         ),
         ([], "name an agent first"),
+        (["ppo", "--env", "Pong", "--sticky", "1.5"], "--sticky: sticky=1.5 must be a probability in [0, 1]"),
+        (["ppo", "--env", "CartPole-v1", "--sticky", "0"], "--sticky applies to Atari games"),
     ],
 )
 def test_bad_input_is_one_line_before_training(argv, message):
@@ -192,12 +220,16 @@ def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes
         "--wandb",
         "off",
         "--no-progress",
+        "--sticky",
+        "0",
     ]
     first = train.main([agent, "--env", "Pong", "--frames", "512", "--eval-every", "512", *sizes, *common,
                         "--run-dir", str(run_dir)])  # fmt: skip
     assert first["global_step"] == 128 and np.isfinite(first["final_eval_mean"])
     assert any("losses/policy" in r for r in rows(run_dir))
-    assert read_meta(run_dir / "checkpoints" / "latest")["step"] == 128
+    meta = read_meta(run_dir / "checkpoints" / "latest")
+    assert meta["step"] == 128
+    assert meta["env_options"] == {"sticky": 0.0}  # evaluate.py and watch.py replay the training protocol
     loaded, _ = evaluate.load_agent(run_dir, "latest", "cpu")  # rebuilt from the checkpoint alone
     saved, _ = load_checkpoint(run_dir / "checkpoints" / "latest")
     for name, tensor in loaded.state_dict()["net"].items():
@@ -206,4 +238,5 @@ def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes
     assert set(loaded.eval_act(probe)) <= set(range(6))
     resumed = train.main([agent, "--resume", str(run_dir), "--frames", "1024"])
     assert resumed["global_step"] == 256
+    assert read_meta(run_dir / "checkpoints" / "latest")["env_options"] == {"sticky": 0.0}  # kept on resume
     assert max(r["global_step"] for r in rows(run_dir) if "losses/policy" in r) > 128  # it trained on
