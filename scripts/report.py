@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
 from scripts.logger import read_jsonl  # noqa: E402
-from scripts.plots import plot_learning_curve, plot_runs  # noqa: E402
+from scripts.plots import moving_average, plot_learning_curve, plot_runs  # noqa: E402
 
 
 def summarise(run_dir: Path, window: int = 20) -> dict[str, Any]:
@@ -44,7 +44,9 @@ def summarise(run_dir: Path, window: int = 20) -> dict[str, Any]:
         "games": len(games),
         f"first_{window}_games_mean": round(statistics.mean(games[:window]), 2) if games else None,
         f"last_{window}_games_mean": round(statistics.mean(games[-window:]), 2) if games else None,
-        "best_moving_mean": round(max(_moving_means(games, window)), 2) if len(games) >= window else None,
+        "best_moving_mean": round(max(moving_average(games, window)[window - 1 :]), 2)
+        if len(games) >= window
+        else None,
         "evaluations": [
             {"frames": r["frames"], "mean": r["eval/mean_return"]} for r in rows if "eval/mean_return" in r
         ],
@@ -76,10 +78,6 @@ def _config(run_dir: Path) -> dict[str, Any]:
 def _games(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["frames"], r["episode_return"]) for r in read_jsonl(run_dir / "metrics.jsonl")
             if "episode_return" in r]  # fmt: skip
-
-
-def _moving_means(values: list[float], window: int) -> list[float]:  # full windows only
-    return [statistics.mean(values[i - window : i]) for i in range(window, len(values) + 1)]
 
 
 def markdown(summary: dict[str, Any], window: int = 20) -> str:

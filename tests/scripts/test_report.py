@@ -15,6 +15,7 @@ def test_summary_reads_games_speed_and_evaluations_from_the_run(tmp_path, capsys
     summary = report.main([str(tmp_path), "--out", str(tmp_path / "docs" / "ppo_pong")])
     assert summary["frames"] == 1200 and summary["agent_steps"] == 300 and summary["games"] == 30
     assert summary["first_20_games_mean"] == 10.5 and summary["last_20_games_mean"] == 20.5  # 1..20, 11..30
+    assert summary["best_moving_mean"] == 20.5  # games 11..30, the best full 20-game window
     assert summary["median_sps"] == 200.0 and summary["wall_minutes"] == 2.9  # 1006 s to 1180 s
     assert summary["evaluations"] == [{"frames": 1200, "mean": 7.5}]
     assert "| last 20 training games | mean raw score 20.5 |" in capsys.readouterr().out
