@@ -34,6 +34,9 @@ class Config:
     `anneal`, the learning rate decays to 0 over it, so a shorter budget decays faster."""
     num_envs: int = 16
     """Parallel envs (OpenAI baselines and the SB3 zoo use 16 on Atari)."""
+    env_groups: int = 2
+    """Step the envs in this many groups (EnvPool): the network acts for one group while the others'
+    emulators run (see `agents.rollout.RolloutCollector`). 1 steps all envs at once."""
     num_steps: int = 5
     """Steps per env before each update: the n of the n-step return (Mnih et al. 2016: 5)."""
     lr: float = 7e-4
@@ -63,18 +66,25 @@ class Config:
         positive = {
             "frames": self.frames,
             "num_envs": self.num_envs,
+            "env_groups": self.env_groups,
             "num_steps": self.num_steps,
             "lr": self.lr,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.num_envs % self.env_groups:
+            raise ValueError(
+                f"--num-envs {self.num_envs} is not a multiple of --env-groups {self.env_groups}; "
+                "change one of them (--env-groups 1 steps all envs at once)"
+            )
 
 
 PRESETS = {
     "atari": Config(),
     # CartPole: the SB3 zoo's A2C (8 envs, no entropy bonus) with 8-step returns.
-    "classic": Config(frames=200_000, num_envs=8, num_steps=8, ent_coef=0.0, vf_coef=0.5, bf16=False),
+    "classic": Config(frames=200_000, num_envs=8, num_steps=8, ent_coef=0.0, vf_coef=0.5, bf16=False,
+                      env_groups=1),
 }  # fmt: skip
 
 
@@ -89,17 +99,18 @@ class A2C:
         )
         self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.act_net = nets.InferenceCopy(self.net, self.bf16, self.optimizer)  # cast once per update
 
-    def act(self, obs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    def act(self, obs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
-        return sample_actions(self.net, obs, self.device, self.bf16, self.generator)
+        return sample_actions(self.act_net, obs, self.device, self.bf16, self.generator)
 
     def eval_act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for evaluation."""
-        return greedy_actions(self.net, obs, self.device, self.bf16)
+        return greedy_actions(self.act_net, obs, self.device, self.bf16)
 
     def value(self, obs: np.ndarray) -> torch.Tensor:
-        return state_values(self.net, obs, self.device, self.bf16)
+        return state_values(self.act_net, obs, self.device, self.bf16)
 
     def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step on a flattened rollout."""

@@ -14,8 +14,11 @@ def linear_schedule(start: float, end: float, duration: int, step: int) -> float
     return start + (end - start) * min(step / duration, 1.0)
 
 
-def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """numpy -> tensor on `device` without changing the dtype (uint8 pixels stay uint8 until the net)."""
+def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """numpy (or a tensor) -> tensor on `device` without changing the dtype (uint8 pixels stay uint8 until
+    the net)."""
+    if isinstance(array, torch.Tensor):
+        return array.to(device, non_blocking=True)
     return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
 
 

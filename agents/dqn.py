@@ -130,6 +130,9 @@ class DQN:
         self.optimizer = nets.make_optimizer("adam", self.q_net.parameters(), cfg.lr, eps=cfg.adam_eps)
         self.loss_fn = nets.get_loss(cfg.loss)
         self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
+        # Forward-only uses get their weights cast once per change instead of once per call.
+        self.act_q_net = nets.InferenceCopy(self.q_net, self.bf16, self.optimizer)
+        self.target_q = nets.InferenceCopy(self.target_q_net, self.bf16)
         self.rng = np.random.default_rng(seed)
         self.updates = 0
 
@@ -137,7 +140,7 @@ class DQN:
     def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations (N, ...) -> (N,) int64."""
         with nets.autocast(self.device, self.bf16):
-            greedy = self.q_net(to_device(obs, self.device)).argmax(-1).cpu().numpy()
+            greedy = self.act_q_net(to_device(obs, self.device)).argmax(-1).cpu().numpy()
         explore = self.rng.random(len(obs)) < epsilon
         return np.where(explore, self.rng.integers(0, self.num_actions, len(obs)), greedy)
 
@@ -151,7 +154,7 @@ class DQN:
         returns, discounts, weights = (to_device(x, self.device) for x in (batch.returns, batch.discounts,
                                                                             batch.weights))  # fmt: skip
         with torch.no_grad(), nets.autocast(self.device, self.bf16):
-            next_q_target = self.target_q_net(next_obs).float()  # (B, A)
+            next_q_target = self.target_q(next_obs).float()  # (B, A)
             next_q_online = self.q_net(next_obs).float() if self.cfg.double else None
         targets = td_targets(returns, discounts, next_q_target, next_q_online)
         with nets.autocast(self.device, self.bf16):

@@ -36,6 +36,9 @@ class Config:
     `anneal`, the learning rate and clip range decay to 0 over it, so a shorter budget decays faster."""
     num_envs: int = 8
     """Parallel envs (Schulman et al. 2017, Table 5)."""
+    env_groups: int = 2
+    """Step the envs in this many groups (EnvPool): the network acts for one group while the others'
+    emulators run (see `agents.rollout.RolloutCollector`). 1 steps all envs at once."""
     num_steps: int = 128
     """Steps per env per rollout (Table 5)."""
     epochs: int = 4
@@ -75,6 +78,7 @@ class Config:
         positive = {
             "frames": self.frames,
             "num_envs": self.num_envs,
+            "env_groups": self.env_groups,
             "num_steps": self.num_steps,
             "epochs": self.epochs,
             "minibatches": self.minibatches,
@@ -83,6 +87,11 @@ class Config:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.num_envs % self.env_groups:
+            raise ValueError(
+                f"--num-envs {self.num_envs} is not a multiple of --env-groups {self.env_groups}; "
+                "change one of them (--env-groups 1 steps all envs at once)"
+            )
         if self.num_envs * self.num_steps < self.minibatches:
             raise ValueError(
                 f"a rollout of {self.num_envs}x{self.num_steps} cannot fill {self.minibatches} minibatches"
@@ -108,6 +117,7 @@ PRESETS = {
         clip_value=False,
         ent_coef=0.0,
         bf16=False,
+        env_groups=1,
     ),
 }
 
@@ -127,18 +137,19 @@ class PPO:
         self.net = nets.ActorCritic(obs_space.shape, num_actions, cfg.hidden).to(self.device)
         self.optimizer = nets.make_optimizer("adam", self.net.parameters(), cfg.lr, eps=cfg.adam_eps)
         self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
+        self.act_net = nets.InferenceCopy(self.net, self.bf16, self.optimizer)  # cast once per update
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
-    def act(self, obs: np.ndarray) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    def act(self, obs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
-        return sample_actions(self.net, obs, self.device, self.bf16, self.generator)
+        return sample_actions(self.act_net, obs, self.device, self.bf16, self.generator)
 
     def eval_act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for evaluation."""
-        return greedy_actions(self.net, obs, self.device, self.bf16)
+        return greedy_actions(self.act_net, obs, self.device, self.bf16)
 
     def value(self, obs: np.ndarray) -> torch.Tensor:
-        return state_values(self.net, obs, self.device, self.bf16)
+        return state_values(self.act_net, obs, self.device, self.bf16)
 
     def update(self, rollout: dict[str, torch.Tensor], clip: float) -> dict[str, float]:
         """`epochs` passes of minibatch PPO on a flattened rollout (b_ tensors of length T*N)."""

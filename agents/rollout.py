@@ -7,7 +7,8 @@ row holds the final observation, so truncated episodes bootstrap from it (design
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import contextlib
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import nets
 from agents.common import to_device
 
 Rows = list[dict[str, float]]
+Net = Callable[[torch.Tensor], Any]  # an actor-critic module, or its nets.InferenceCopy
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Rollout:
 
 @torch.inference_mode()
 def sample_actions(
-    net: torch.nn.Module, obs: np.ndarray, device: torch.device, bf16: bool, generator: torch.Generator
+    net: Net, obs: np.ndarray | torch.Tensor, device: torch.device, bf16: bool, generator: torch.Generator
 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """An actor-critic's sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
     with nets.autocast(device, bf16):
@@ -53,19 +55,26 @@ def sample_actions(
 
 
 @torch.inference_mode()
-def greedy_actions(net: torch.nn.Module, obs: np.ndarray, device: torch.device, bf16: bool) -> np.ndarray:
+def greedy_actions(net: Net, obs: np.ndarray, device: torch.device, bf16: bool) -> np.ndarray:
     with nets.autocast(device, bf16):
         return net(to_device(obs, device))[0].argmax(-1).cpu().numpy()
 
 
 @torch.inference_mode()
-def state_values(net: torch.nn.Module, obs: np.ndarray, device: torch.device, bf16: bool) -> torch.Tensor:
+def state_values(net: Net, obs: np.ndarray, device: torch.device, bf16: bool) -> torch.Tensor:
     with nets.autocast(device, bf16):
         return net(to_device(obs, device))[1]
 
 
 class RolloutCollector:
-    """Steps `env` with an agent's `act(obs) -> (actions, logprobs, values)` and `value(obs)`."""
+    """Steps `env` with an agent's `act(obs) -> (actions, logprobs, values)` and `value(obs)`; `act` gets
+    the observations as a tensor on the device (images channels-last, the layout they are stored in).
+
+    On an env stepped in groups (`envs.make(..., groups=G)` on EnvPool) the agent acts for one group while
+    the others' emulators run: act for group g and send its actions, then receive group g + 1, sent one
+    group earlier. Every env still sees the current policy at every step, so the rollout is the one that
+    stepping all envs at once would give (only the order of the random draws differs).
+    """
 
     def __init__(
         self, env: gym.vector.VectorEnv, num_steps: int, device: torch.device, seed: int = 0
@@ -83,27 +92,67 @@ class RolloutCollector:
             )
         else:
             self.obs_buf = torch.zeros((*shape, *space.shape), dtype=obs_dtype, device=device)
-        self.obs, _ = env.reset(seed=seed)
+        obs, _ = env.reset(seed=seed)
+        self.obs = np.array(obs)  # (N, ...), writable: each group's new observations land in it
         self.prev_done = np.zeros(self.N, dtype=bool)
+        self.groups: list[slice] = getattr(env, "group_slices", [slice(0, self.N)])
+        self.act_threads: int | None = None
+        if len(self.groups) > 1 and device.type == "cpu":
+            # The network gets the cores that the running group's emulator threads leave free; on 2 cores
+            # that is 1 thread, and no idle OpenMP thread spins on the emulators' core while they run.
+            self.act_threads = max(1, torch.get_num_threads() - env.threads_per_group)
+        self._actions: np.ndarray | None = None  # ungrouped envs: the actions of the next `step`
+
+    def _send(self, group: int, actions: np.ndarray) -> None:
+        if len(self.groups) > 1:
+            self.env.send(actions, group)
+        else:
+            self._actions = actions
+
+    def _recv(self, group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        return self.env.recv(group) if len(self.groups) > 1 else self.env.step(self._actions)
+
+    def _threads(self) -> contextlib.AbstractContextManager:
+        return nets.num_threads(self.act_threads) if self.act_threads else contextlib.nullcontext()
 
     def collect(self, agent: Any, global_step: int) -> Generator[tuple[int, Rows], None, Rollout]:
-        """Yields (global_step, finished-game rows) after each vector step; returns the Rollout."""
-        T, N, dev = self.T, self.N, self.device
+        """Yields (global_step, finished-game rows) as each group's step arrives; returns the Rollout."""
+        T, N, dev, groups = self.T, self.N, self.device, self.groups
         actions_buf = torch.zeros((T, N), dtype=torch.long, device=dev)
         logprobs, values, rewards = (torch.zeros((T, N), device=dev) for _ in range(3))
         terminated, ends, valid = (torch.zeros((T, N), dtype=torch.bool, device=dev) for _ in range(3))
+
+        def receive(group: int, t: int) -> Rows:  # the step sent for `group` at row t
+            sl = groups[group]
+            obs, reward, term, trunc, info = self._recv(group)
+            self.obs[sl] = obs
+            self.prev_done[sl] = term | trunc
+            rewards[t, sl] = torch.from_numpy(np.asarray(reward, dtype=np.float32))
+            terminated[t, sl], ends[t, sl] = torch.from_numpy(term), torch.from_numpy(self.prev_done[sl])
+            return [{"episode_return": score, "episode_length": length}
+                    for _, score, length in envs.finished_episodes(info)]  # fmt: skip
+
         for t in range(T):
-            actions, logprobs[t], values[t] = agent.act(self.obs)
-            self.obs_buf[t] = to_device(self.obs, dev)
-            actions_buf[t] = torch.from_numpy(actions)
-            valid[t] = torch.from_numpy(~self.prev_done)
-            self.obs, reward, term, trunc, info = self.env.step(actions)
-            self.prev_done = term | trunc
-            rewards[t] = torch.from_numpy(np.asarray(reward, dtype=np.float32))
-            terminated[t], ends[t] = torch.from_numpy(term), torch.from_numpy(self.prev_done)
-            global_step += N
-            yield global_step, [{"episode_return": score, "episode_length": length}
-                                for _, score, length in envs.finished_episodes(info)]  # fmt: skip
+            for g, sl in enumerate(groups):
+                with self._threads():
+                    obs = to_device(self.obs[sl], dev)
+                    if obs.ndim == 4:  # the buffer and the convolutions read channels-last: re-lay out once
+                        obs = obs.contiguous(memory_format=torch.channels_last)
+                    actions, logprobs[t, sl], values[t, sl] = agent.act(obs)
+                    self.obs_buf[t, sl] = obs
+                    actions_buf[t, sl] = torch.from_numpy(actions)
+                    valid[t, sl] = torch.from_numpy(~self.prev_done[sl])
+                    self._send(g, actions)
+                    following = (g + 1) % len(groups)  # in flight since row t (group 0) or t - 1
+                    if t == 0 and following > g:
+                        continue  # the first row: nothing sent yet for the following group
+                    rows = receive(following, t if following <= g else t - 1)
+                global_step += groups[following].stop - groups[following].start
+                yield global_step, rows
+        for group in range(1, len(groups)):  # still stepping from the last row
+            rows = receive(group, T - 1)
+            global_step += groups[group].stop - groups[group].start
+            yield global_step, rows
         next_values = torch.cat([values[1:], agent.value(self.obs)[None]])
         return Rollout(self.obs_buf, actions_buf, logprobs, values, next_values, rewards, terminated, ends,
                        valid.float())  # fmt: skip

@@ -52,7 +52,12 @@ def atari_kwargs(opts: AtariOptions) -> dict[str, Any]:
 
 
 class EnvPoolVectorEnv(gym.vector.VectorEnv):
-    """Adapter from an EnvPool gymnasium pool to our vector-env contract (see module docstring)."""
+    """Adapter from EnvPool gymnasium pools to our vector-env contract (see module docstring).
+
+    With `groups` > 1 the envs live in that many pools of num_envs / groups, each with its own threads, and
+    `send(actions, group)` / `recv(group)` step one group in the background: an agent acts for one group
+    while another's emulators run. `step` sends to every group, then receives them all. Env i is seeded
+    seed + i whatever the grouping, so grouped and ungrouped pools play the same games."""
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
@@ -62,23 +67,29 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         num_envs: int,
         seed: int,
         *,
+        groups: int = 1,
         life_loss_ends: bool = False,
         clip_rewards: bool = False,
         keep_obs: list[int] | None = None,
         num_threads: int | None = None,
         **pool_kwargs: Any,
     ) -> None:
-        self.num_envs, self.seed = num_envs, seed
+        check_groups(num_envs, groups)
+        self.num_envs, self.seed, self.num_groups = num_envs, seed, groups
+        size = num_envs // groups
+        self.group_slices = [slice(g * size, (g + 1) * size) for g in range(groups)]
+        # The cores are shared out between the groups: with two groups on two cores, one group's
+        # emulators use one core while the agent acts on the other.
+        self.threads_per_group = num_threads or max(1, min(size, (os.cpu_count() or 1) // groups))
         self.life_loss_ends, self.clip_rewards, self.keep_obs = life_loss_ends, clip_rewards, keep_obs
-        threads = num_threads or min(num_envs, os.cpu_count() or 1)
-        self._pool_args = dict(task_id=task_id, num_envs=num_envs, batch_size=num_envs, num_threads=threads)
-        self._pool_args.update(pool_kwargs)
-        self.pool = self._build_pool(seed)
-        space = self.pool.observation_space  # EnvPool reports the single-env space
+        self._pool_args = dict(task_id=task_id, num_envs=size, batch_size=size,
+                               num_threads=self.threads_per_group, **pool_kwargs)  # fmt: skip
+        self.pools = self._build_pools(seed)
+        space = self.pools[0].observation_space  # EnvPool reports the single-env space
         if keep_obs is not None:
             space = gym.spaces.Box(space.low[keep_obs], space.high[keep_obs], dtype=space.dtype)
         self.single_observation_space = space
-        self.single_action_space = self.pool.action_space
+        self.single_action_space = self.pools[0].action_space
         self.observation_space = batch_space(space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.score = np.zeros(num_envs, np.float64)  # raw score of the current game
@@ -86,63 +97,106 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         self.lives = np.zeros(num_envs, np.int64)
         self.pool_done = np.zeros(num_envs, bool)  # EnvPool resets these envs on the next step
         self.continuing = np.zeros(num_envs, bool)  # the next step is a life-loss continuation
+        self.in_flight: dict[int, np.ndarray] = {}  # group -> its continuation mask, while it steps
 
-    def _build_pool(self, seed: int) -> Any:
+    def _build_pools(self, seed: int) -> list[Any]:
         import envpool
 
+        pools = []
         with warnings.catch_warnings():  # classic control: "Box low's precision lowered" from EnvPool
             warnings.simplefilter("ignore", UserWarning)
-            pool = envpool.make_gymnasium(seed=seed, **self._pool_args)
-            pool.observation_space  # noqa: B018 (built lazily: warns here)
-        return pool
+            for sl in self.group_slices:  # EnvPool seeds its env j with seed + j
+                pool = envpool.make_gymnasium(seed=seed + sl.start, **self._pool_args)
+                pool.observation_space  # noqa: B018 (built lazily: warns here)
+                pools.append(pool)
+        return pools
 
     def _obs(self, obs: np.ndarray) -> np.ndarray:
         return obs if self.keep_obs is None else obs[:, self.keep_obs]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        """EnvPool seeds env i with seed + i when it is built, so a seed rebuilds the pool (as gymnasium,
-        reset(seed=s) then repeats the same games); without one, the pool's random streams go on."""
+        """EnvPool seeds env i with seed + i when it is built, so a seed rebuilds the pools (as gymnasium,
+        reset(seed=s) then repeats the same games); without one, the pools' random streams go on."""
+        self._drain()
         if seed is not None:
-            self.pool.close()
-            self.pool, self.seed = self._build_pool(seed), seed
-        obs, info = self.pool.reset()
+            for pool in self.pools:
+                pool.close()
+            self.pools, self.seed = self._build_pools(seed), seed
+        obs, infos = zip(*(pool.reset() for pool in self.pools), strict=True)
         self.score[:], self.length[:], self.pool_done[:], self.continuing[:] = 0.0, 0, False, False
-        self.lives = np.asarray(info.get("lives", np.zeros(self.num_envs)), np.int64).copy()
-        return self._obs(obs), self._info(info, np.zeros(self.num_envs, bool))
+        lives = [info.get("lives", np.zeros(len(o))) for o, info in zip(obs, infos, strict=True)]
+        self.lives = np.concatenate(lives).astype(np.int64)
+        info = {"lives": self.lives} if "lives" in infos[0] else {}
+        return self._obs(np.concatenate(obs)), self._info(info, np.zeros(self.num_envs, bool))
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        actions = np.asarray(actions)
+        for g, sl in enumerate(self.group_slices):
+            self.send(actions[sl], g)
+        if self.num_groups == 1:
+            return self.recv(0)
+        results = [self.recv(g) for g in range(self.num_groups)]
+        *arrays, infos = zip(*results, strict=True)
+        info = {k: np.concatenate([i[k] for i in infos]) for k in infos[0]}
+        return (*(np.concatenate(a) for a in arrays), info)  # type: ignore[return-value]
+
+    def send(self, actions: Any, group: int = 0) -> None:
+        """Start stepping `group` (envs group_slices[group]) with its actions; `recv(group)` collects it."""
+        if group in self.in_flight:
+            raise RuntimeError(f"group {group} is already stepping; recv({group}) before sending again")
+        cont = self.continuing[self.group_slices[group]].copy()
         actions = np.array(actions, copy=True)
-        cont = self.continuing.copy()
         actions[cont] = 0  # the life-loss continuation is a NOOP, as in the gymnasium stack
-        obs, reward, terminated, truncated, info = self.pool.step(actions)
+        self.pools[group].send(actions)
+        self.in_flight[group] = cont
+
+    def recv(self, group: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Wait for `group`'s step: (obs, reward, terminated, truncated, info) of its envs only."""
+        cont, sl = self.in_flight.pop(group), self.group_slices[group]
+        obs, reward, terminated, truncated, info = self.pools[group].recv()
+        score, length = self.score[sl], self.length[sl]  # views: updated in place
         raw = np.asarray(info.get("reward", reward), np.float64)  # unclipped game reward
-        fresh = self.pool_done  # EnvPool reset these envs in this step: reward 0, new game
-        self.score[fresh], self.length[fresh] = 0.0, 0
-        self.score[~fresh] += raw[~fresh]
-        self.length[~fresh] += 1
+        fresh = self.pool_done[sl]  # EnvPool reset these envs in this step: reward 0, new game
+        score[fresh], length[fresh] = 0.0, 0
+        score[~fresh] += raw[~fresh]
+        length[~fresh] += 1
         done = (terminated | truncated) & ~fresh
-        lives = np.asarray(info.get("lives", np.zeros(self.num_envs)), np.int64)
-        life_lost = self.life_loss_ends & (lives > 0) & (lives < self.lives) & ~done & ~cont & ~fresh
-        self.lives = lives.copy()
+        lives = np.asarray(info.get("lives", np.zeros(len(done))), np.int64)
+        life_lost = self.life_loss_ends & (lives > 0) & (lives < self.lives[sl]) & ~done & ~cont & ~fresh
+        self.lives[sl] = lives
 
         reward = np.sign(raw) if self.clip_rewards else raw.copy()
         reward[cont | fresh] = 0.0  # both are reset steps for the agent
         terminated = np.asarray(terminated, bool) | life_lost
-        info_out = self._info(info, done)
-        self.pool_done, self.continuing = done, life_lost
+        info_out = self._info(info, done, sl)
+        self.pool_done[sl], self.continuing[sl] = done, life_lost
         return self._obs(obs), reward.astype(np.float32), terminated, np.asarray(truncated, bool), info_out
 
-    def _info(self, info: dict, done: np.ndarray) -> dict:
+    def _info(self, info: dict, done: np.ndarray, sl: slice = slice(None)) -> dict:
         out: dict[str, Any] = {
-            STAT_SCORE: np.where(done, self.score, 0.0),
+            STAT_SCORE: np.where(done, self.score[sl], 0.0),
             f"_{STAT_SCORE}": done.copy(),
-            STAT_LENGTH: np.where(done, self.length, 0),
+            STAT_LENGTH: np.where(done, self.length[sl], 0),
             f"_{STAT_LENGTH}": done.copy(),
         }
         if "lives" in info:
             out["lives"] = np.asarray(info["lives"]).copy()
-            out["_lives"] = np.ones(self.num_envs, bool)
+            out["_lives"] = np.ones(len(done), bool)
         return out
 
+    def _drain(self) -> None:  # collect steps still running, so no pool is reset or closed mid-step
+        for group in list(self.in_flight):
+            self.recv(group)
+
     def close_extras(self, **kwargs: Any) -> None:
-        self.pool.close()
+        self._drain()
+        for pool in self.pools:
+            pool.close()
+
+
+def check_groups(num_envs: int, groups: int) -> None:
+    if groups < 1 or num_envs % groups:
+        raise ValueError(
+            f"env groups={groups} must be >= 1 and divide num_envs={num_envs}; use groups=1 (step all envs "
+            f"together) or a num_envs that is a multiple of {groups}."
+        )

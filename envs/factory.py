@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.atari import STAT_LENGTH, STAT_SCORE, AtariOptions, Mode, WholeGame, ale_env, wrap_atari
-from envs.envpool_backend import EnvPoolVectorEnv, atari_kwargs, envpool_available
+from envs.envpool_backend import EnvPoolVectorEnv, atari_kwargs, check_groups, envpool_available
 from envs.video import VideoRecorder
 
 Backend = Literal["auto", "gymnasium", "sync", "async", "envpool"]
@@ -153,6 +153,7 @@ def make(
     seed: int = 0,
     mode: Mode = "train",
     backend: Backend = "auto",
+    groups: int = 1,
     **options: Any,
 ) -> gym.vector.VectorEnv:
     """A gymnasium vector env of `num_envs` copies of `game` following the protocol of design §1.
@@ -167,8 +168,13 @@ def make(
     sync, as measured), "envpool", or "auto" (the fastest measured, see `choose_backend`). Karpathy
     preprocessing, flicker and video need the gymnasium wrappers: "auto" then picks gymnasium and
     "envpool" is refused.
+
+    groups: on EnvPool, step the envs in this many groups that can run in the background while the agent
+    acts for another (`send(actions, group)` / `recv(group)`, see `EnvPoolVectorEnv`); `step` is unchanged.
+    The gymnasium backends step all envs at once and have no groups.
     """
     _validate(num_envs, mode, backend)
+    check_groups(num_envs, groups)
     spec = resolve(game)
     if spec.kind == "atari":
         opts = AtariOptions.from_kwargs(mode, options)  # validate before starting any worker
@@ -198,13 +204,14 @@ def make(
                 f"{spec.name}-v5",
                 num_envs,
                 seed,
+                groups=groups,
                 life_loss_ends=opts.use_episodic_life,
                 clip_rewards=opts.use_clip_rewards,
                 **atari_kwargs(opts),
             )
         else:
             keep = CARTPOLE_POSITIONS if hide else None
-            venv = EnvPoolVectorEnv(spec.env_id, num_envs, seed, keep_obs=keep)
+            venv = EnvPoolVectorEnv(spec.env_id, num_envs, seed, groups=groups, keep_obs=keep)
     else:
         worker = functools.partial(make_single, game, mode=mode, **options)
         fns = [functools.partial(worker, env_index=i) for i in range(num_envs)]

@@ -2,9 +2,17 @@
 
 from nets.augment import compose, gaussian_noise, random_crop, random_flip, random_shift
 from nets.backbones import MLP, ImpalaCNN, LSTMCore, NatureCNN
-from nets.device import autocast, bf16_supported, num_threads, resolve_device, seed_everything
+from nets.device import (
+    autocast,
+    bf16_supported,
+    keep_freed_memory,
+    num_threads,
+    resolve_device,
+    seed_everything,
+)
 from nets.fit import History, accuracy, evaluate, fit
 from nets.heads import ActorCritic, BackboneWithHead, CategoricalPolicyHead, QHead, ValueHead
+from nets.inference import InferenceCopy
 from nets.layers import orthogonal_, to_float
 from nets.losses import cross_entropy, entropy, get_loss, huber, mse
 from nets.optim import lr_factor, make_optimizer
@@ -16,6 +24,7 @@ __all__ = [
     "CategoricalPolicyHead",
     "History",
     "ImpalaCNN",
+    "InferenceCopy",
     "LSTMCore",
     "NatureCNN",
     "QHead",
@@ -31,6 +40,7 @@ __all__ = [
     "gaussian_noise",
     "get_loss",
     "huber",
+    "keep_freed_memory",
     "lr_factor",
     "make_optimizer",
     "mse",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 from collections.abc import Iterator
 
 import torch
@@ -64,3 +66,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc serve blocks up to 32 MB from its heap and never give the heap back, for this
+    whole process. By default each large tensor of a training step (activations, gradients, the cast
+    input) gets fresh pages from the OS and faults them in; kept pages are reused instead. On 2 cores this
+    took a PPO update on Pong from 543 to 439 ms. The cost is that the process does not shrink after its
+    peak. Returns False where the C library is not glibc (nothing changes)."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    # 32 MB is the largest mmap threshold glibc accepts on 64-bit machines; the trim threshold is an int.
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

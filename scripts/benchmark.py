@@ -161,11 +161,14 @@ def plot_throughput(report: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for ax, algo in zip(axes, ("ppo", "dqn"), strict=True):
         rows = [r for r in report["rows"] if r["algo"] == algo]
-        names = [r["who"] for r in rows]
+        names = [r["who"].replace("pixelrl ", "pixelrl\n") for r in rows]  # two-line labels fit
         medians = [r["sps_median"] for r in rows]
         errors = [[m - r["sps_min"] for m, r in zip(medians, rows, strict=True)],
                   [r["sps_max"] - m for m, r in zip(medians, rows, strict=True)]]  # fmt: skip
-        ax.bar(names, medians, yerr=errors, color=["tab:blue", "tab:cyan", "tab:gray"][: len(rows)])
+        palette = iter(["tab:blue", "tab:cyan", "tab:green"])
+        colors = ["tab:gray" if r["who"] == "sb3" else next(palette) for r in rows]
+        ax.bar(names, medians, yerr=errors, color=colors)
+        ax.tick_params(axis="x", labelsize=8)
         for c in report["ceilings"]:
             if c["algo"] == algo:
                 style = "-" if c["precision"] == "bf16" else "--"
@@ -206,6 +209,7 @@ def cmd_throughput(args: argparse.Namespace) -> None:
         "ppo_of_ceiling": round(rows[("ppo", "pixelrl")]["of_ceiling"], 3),
         "dqn_of_ceiling": round(rows[("dqn", "pixelrl")]["of_ceiling"], 3),
         "ppo_sps": round(rows[("ppo", "pixelrl")]["sps_median"], 1),
+        "ppo_1_env_group_sps": round(rows[("ppo", "pixelrl 1 env group")]["sps_median"], 1),
         "dqn_sps": round(rows[("dqn", "pixelrl")]["sps_median"], 1),
         "bytes_per_transition": round(rows[("dqn", "pixelrl")]["bytes_per_transition"], 1),
         "sb3_bytes_per_transition": round(rows[("dqn", "sb3")]["bytes_per_transition"], 1),
@@ -222,14 +226,16 @@ def cmd_levers(args: argparse.Namespace) -> None:
         "",
         f"`python scripts/benchmark.py {' '.join(sys.argv[1:])}` ({os.cpu_count()} CPU cores, torch "
         f"{torch_version()}): samples/s of one training step (forward, backward, Adam; minibatch 256) and of "
-        "acting (forward, batch 8), median of 10.",
+        "acting (forward, batch 8), median of 10. Acting reads weights cast to bf16 once "
+        "(nets.InferenceCopy); the last column re-casts them in every call, as plain autocast does.",
         "",
-        "| threads | torch.compile | precision | train samples/s | act samples/s |",
-        "|---:|---|---|---:|---:|",
+        "| threads | torch.compile | precision | train samples/s | act samples/s | act, re-cast per call |",
+        "|---:|---|---|---:|---:|---:|",
     ]
     for r in rows:
+        recast = f"{r['act_samples_per_s_recast']:.0f}" if "act_samples_per_s_recast" in r else "–"
         cells = (
-            f"{r['train_samples_per_s']:.0f} | {r['act_samples_per_s']:.0f}"
+            f"{r['train_samples_per_s']:.0f} | {r['act_samples_per_s']:.0f} | {recast}"
             if "error" not in r
             else r["error"]
         )

@@ -22,6 +22,7 @@ A serial learner cannot beat 1 / (1 / env_sps + compute_seconds_per_step).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import statistics
@@ -55,7 +56,7 @@ Runner = Callable[[int], float]
 
 
 def ours_ppo(cfg: ppo.Config, device: str, seed: int = 0) -> tuple[Runner, dict]:
-    env = envs.make(GAME, cfg.num_envs, seed=seed)
+    env = envs.make(GAME, cfg.num_envs, seed=seed, groups=cfg.env_groups)
     agent = ppo.make_agent(cfg, env, device, seed)
     loop = ppo.train(cfg, env, agent, total_steps=10**12, seed=seed)
     state = {"step": 0}
@@ -186,31 +187,35 @@ def _median_seconds(fn: Callable[[], None], repeats: int = 10) -> float:
 
 def network_seconds(
     net: torch.nn.Module, batch: int, bf16: bool, device: torch.device, train: bool, forwards: int = 1,
-    channels_last: bool = False,
+    channels_last: bool = False, cast_once: bool = True,
 ) -> float:  # fmt: skip
     """Seconds for one forward (inference) or `forwards` forwards + backward + fused Adam (training) of
     `net` on a batch of random uint8 frames: the compute floor, with no agent code around it. The frames
     are laid out as the agent feeds them: (B, C, H, W) as the env and the replay give them, or
-    `channels_last` as the rollouts store them (no re-layout in the network, so a higher ceiling)."""
+    `channels_last` as the rollouts store them (no re-layout in the network, so a higher ceiling).
+    Forward-only passes read bf16 weights cast once (`nets.InferenceCopy`, as the agents act), or with
+    `cast_once=False` let autocast cast the float32 weights in every call."""
     obs = torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8, device=device)
     if channels_last:
         obs = obs.contiguous(memory_format=torch.channels_last)
     bf16 = bf16 and nets.bf16_supported(device)
     if not train:
+        act_net = nets.InferenceCopy(net, bf16 and cast_once)  # as the agents act: cast once, not per call
 
         @torch.inference_mode()
         def step() -> None:
             with nets.autocast(device, bf16):
-                net(obs)
+                act_net(obs)
             _sync(device)
 
         return _median_seconds(step)
     optimizer = nets.make_optimizer("adam", net.parameters(), 1e-4)
+    target_net = nets.InferenceCopy(copy.deepcopy(net), bf16)  # DQN's frozen target, cast once as ours
 
     def step() -> None:
         with torch.no_grad(), nets.autocast(device, bf16):
             for _ in range(forwards - 1):  # DQN's target-network pass on the next observations
-                net(obs)
+                target_net(obs)
         with nets.autocast(device, bf16):
             out = net(obs)
         loss = sum(o.float().square().mean() for o in (out if isinstance(out, tuple) else (out,)))
@@ -262,6 +267,8 @@ def run(
     dqn_learning_starts: int | None = None, progress: Callable[[str], None] = print,
 ) -> dict:  # fmt: skip
     """Build every contender, time them interleaved, measure ceilings; returns the report as a dict."""
+    # As train.py does; one process, so SB3 and the ceilings run with the same allocator setting.
+    nets.keep_freed_memory()
     dev = nets.resolve_device(device)
     rollout = PPO_CFG.num_envs * PPO_CFG.num_steps
     if ppo_steps <= 0 or ppo_steps % rollout:
@@ -274,6 +281,8 @@ def run(
     contenders = {
         ("ppo", "pixelrl"): lambda: ours_ppo(PPO_CFG, device),
         ("ppo", "pixelrl fp32"): lambda: ours_ppo(dataclasses.replace(PPO_CFG, bf16=False), device),
+        # The env-groups lever on its own: all envs stepped at once, then one forward pass for all.
+        ("ppo", "pixelrl 1 env group"): lambda: ours_ppo(dataclasses.replace(PPO_CFG, env_groups=1), device),
         ("ppo", "sb3"): lambda: sb3_ppo(PPO_CFG, device),
         ("dqn", "pixelrl"): lambda: ours_dqn(dqn_cfg, device),
         ("dqn", "pixelrl fp32"): lambda: ours_dqn(dataclasses.replace(dqn_cfg, bf16=False), device),
@@ -304,7 +313,7 @@ def run(
     rows = []
     for (algo, who), values in sps.items():
         sb3_median = statistics.median(sps[(algo, "sb3")])
-        precision = "bf16" if who == "pixelrl" and bf16_used else "fp32"
+        precision = "bf16" if who != "sb3" and "fp32" not in who and bf16_used else "fp32"
         median = statistics.median(values)
         # The ceilings are our env stack and our network's: they bound our rows, not SB3's.
         ceiling = ceilings[(algo, precision)]["ceiling_sps"] if who != "sb3" else None
@@ -327,7 +336,9 @@ def run(
 
 def levers(device: str = "auto", progress: Callable[[str], None] = print) -> list[dict]:
     """The PPO network's training step (minibatch 256) and acting step (batch 8) in samples/s under each
-    lever: float32 vs bfloat16 autocast, eager vs torch.compile, 1 vs 2 intra-op threads."""
+    lever: float32 vs bfloat16 autocast, eager vs torch.compile, 1 vs 2 intra-op threads; with bfloat16,
+    acting also with the weights re-cast in every call (`act_samples_per_s_recast`)."""
+    nets.keep_freed_memory()
     dev = nets.resolve_device(device)
     results = []
     for threads in sorted({1, torch.get_num_threads()}):
@@ -342,7 +353,10 @@ def levers(device: str = "auto", progress: Callable[[str], None] = print) -> lis
                     with nets.num_threads(threads):
                         train_s = network_seconds(model, 256, bf16, dev, train=True)
                         act_s = network_seconds(model, 8, bf16, dev, train=False)
-                    row |= {"train_samples_per_s": 256 / train_s, "act_samples_per_s": 8 / act_s}
+                        row |= {"train_samples_per_s": 256 / train_s, "act_samples_per_s": 8 / act_s}
+                        if bf16:  # the weights cast by autocast in every call instead of once
+                            recast_s = network_seconds(model, 8, bf16, dev, train=False, cast_once=False)
+                            row["act_samples_per_s_recast"] = 8 / recast_s
                 except Exception as exc:  # torch.compile needs a C++ toolchain on CPU; report, go on
                     row |= {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
                 results.append(row)

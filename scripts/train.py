@@ -232,6 +232,7 @@ class Trainer:
     def main(self) -> dict[str, Any]:
         run, cfg = self.run, self.cfg
         resuming = run.resume is not None
+        nets.keep_freed_memory()  # training steps reuse mapped pages instead of faulting in fresh ones
         start_step, state = 0, None
         if resuming:
             state, meta = load_checkpoint(find_checkpoint(self.run_dir, "latest"))
@@ -246,7 +247,9 @@ class Trainer:
         options = dict(self.env_options)
         if self.game.kind == "atari" and run.video_every > 0:
             options |= {"video_dir": str(self.run_dir / "videos"), "video_every": run.video_every}
-        env = envs.make(run.env, cfg.num_envs, seed=seed, mode="train", backend=run.backend, **options)
+        groups = getattr(cfg, "env_groups", 1)  # the policy-gradient agents act for one group at a time
+        env = envs.make(run.env, cfg.num_envs, seed=seed, mode="train", backend=run.backend, groups=groups,
+                        **options)  # fmt: skip
         agent = self.module.make_agent(cfg, env, run.device, seed=seed)
         if state is not None:
             agent.load_state_dict(state)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import envs
+import nets
 from agents import dqn
 from agents.replay import Transitions
 from scripts.checkpoint import load_checkpoint, save_checkpoint
@@ -50,6 +51,34 @@ def test_update_moves_q_towards_targets_and_syncs_target():
     agent.sync_target()
     for a, b in zip(agent.q_net.parameters(), agent.target_q_net.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_forward_only_copies_serve_the_online_and_the_target_network():
+    """Acting reads the online network and TD targets read the target network, each through its bf16
+    copy (nets.InferenceCopy), including after updates and a target sync."""
+    torch.manual_seed(0)
+    cfg, env, agent = pong_agent(lr=1e-3)
+    env.close()
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    ones, zeros = np.ones(8, np.float32), np.zeros(8, np.float32)
+    batch = Transitions(obs=obs.numpy(), actions=np.zeros(8, np.int64), returns=ones, next_obs=obs.numpy(),
+                        discounts=zeros, weights=ones, indices=np.arange(8))  # fmt: skip
+
+    def outputs() -> tuple[torch.Tensor, ...]:
+        with torch.inference_mode(), nets.autocast(agent.device, agent.bf16):
+            nets_and_copies = (agent.q_net, agent.act_q_net, agent.target_q_net, agent.target_q)
+            return tuple(n(obs).float() for n in nets_and_copies)
+
+    for step in range(3):
+        online, acting, target, target_copy = outputs()
+        torch.testing.assert_close(acting, online, atol=0.05, rtol=0.02)
+        torch.testing.assert_close(target_copy, target, atol=0.05, rtol=0.02)
+        assert (step == 0) == torch.allclose(online, target)  # apart after an update
+        for _ in range(5):
+            agent.update(batch)
+    agent.sync_target()
+    online, acting, target, target_copy = outputs()
+    torch.testing.assert_close(target_copy, online, atol=0.05, rtol=0.02)
 
 
 def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):

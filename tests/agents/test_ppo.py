@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import envs
-from agents import ppo
+import nets
+from agents import a2c, ppo
 from scripts.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -53,8 +54,40 @@ def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):
     env.close()
 
 
-@pytest.mark.parametrize("overrides, message", [({"num_steps": 0}, "--num-steps must be positive"),
-                                               ({"lr": 0.0}, "--lr must be positive")])  # fmt: skip
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"num_steps": 0}, "--num-steps must be positive"),
+        ({"lr": 0.0}, "--lr must be positive"),
+        ({"env_groups": 3}, "--num-envs 8 is not a multiple of --env-groups 3"),
+        ({"env_groups": 0}, "--env-groups must be positive"),
+    ],
+)
 def test_bad_configs_fail_with_a_message(overrides, message):
     with pytest.raises(ValueError, match=message):
         ppo.Config(**overrides).validate()
+
+
+@pytest.mark.parametrize("module", [ppo, a2c])
+def test_acting_follows_every_update(module):
+    """The policy-gradient agents act through a bf16 copy of their network (nets.InferenceCopy): after
+    each update, the log-probabilities and values they act with are the updated network's."""
+    torch.manual_seed(0)
+    env = envs.make("Pong", 2, seed=0, backend="sync")
+    agent = module.make_agent(module.PRESETS["atari"], env, "cpu")
+    env.close()
+    obs = torch.randint(0, 256, (64, 4, 84, 84), dtype=torch.uint8)
+    rollout = {"obs": obs, "actions": torch.randint(0, 6, (64,)), "logprobs": torch.full((64,), -1.8),
+               "values": torch.zeros(64), "advantages": torch.randn(64), "returns": torch.full((64,), 3.0),
+               "valid": torch.ones(64)}  # fmt: skip
+    acted_values = []
+    for _ in range(3):
+        actions, logprobs, values = agent.act(obs.numpy())
+        with torch.inference_mode(), nets.autocast(agent.device, agent.bf16):
+            logits, net_values = agent.net(obs)
+        expected = torch.log_softmax(logits.float(), -1).gather(1, torch.from_numpy(actions)[:, None])
+        torch.testing.assert_close(logprobs.float(), expected.squeeze(1), atol=0.03, rtol=0.03)
+        torch.testing.assert_close(values.float(), net_values.float(), atol=0.03, rtol=0.03)
+        acted_values.append(values.float())
+        agent.update(rollout, **({"clip": 0.1} if module is ppo else {}))
+    assert (acted_values[-1] - acted_values[0]).abs().mean() > 0.1  # the updates moved the values

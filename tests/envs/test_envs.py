@@ -223,6 +223,8 @@ def test_bad_arguments_name_the_problem_and_the_fix() -> None:
         envs.make("CartPole-v1", sticky=0.0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         envs.make("Pong", sticky=2.0)
+    with pytest.raises(ValueError, match="groups=3 must be >= 1 and divide num_envs=4; use groups=1"):
+        envs.make("Pong", 4, groups=3)
 
 
 # ------------------------------------------------------------------------------- other preprocessings
@@ -353,3 +355,35 @@ def test_envpool_same_seed_same_observations_new_seed_differs() -> None:
     other = np.stack([s[0] for s in rollout(venv, 60, reset_seed=7)])
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
+
+
+@needs_envpool
+def test_envpool_groups_play_the_same_games_and_step_apart() -> None:
+    """Env i is seeded seed + i in any grouping, so `step` on two groups returns exactly what one pool
+    returns (frames, rewards, life losses, game statistics); `send`/`recv` step one group on its own."""
+    together = rollout(envs.make("Breakout", 4, seed=2, backend="envpool"), 400)
+    grouped_env = envs.make("Breakout", 4, seed=2, backend="envpool", groups=2)
+    grouped = rollout(grouped_env, 400)
+    for a, b in zip(together, grouped, strict=True):
+        for x, y in zip(a[:-1], b[:-1], strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert a[-1].keys() == b[-1].keys()
+        for key in a[-1]:
+            np.testing.assert_array_equal(a[-1][key], b[-1][key])
+    assert any(s[2].any() for s in together[1:])  # life losses were compared too
+
+    reference = envs.make("Breakout", 4, seed=5, backend="envpool")
+    grouped_env.reset(seed=5)
+    reference.reset()
+    actions = np.array([1, 1, 3, 2])
+    grouped_env.send(actions[2:], group=1)
+    with pytest.raises(RuntimeError, match="recv"):
+        grouped_env.send(actions[2:], group=1)
+    grouped_env.send(actions[:2], group=0)
+    second, first = grouped_env.recv(1), grouped_env.recv(0)  # in any order
+    expected = reference.step(actions)
+    np.testing.assert_array_equal(first[0], expected[0][:2])
+    np.testing.assert_array_equal(second[0], expected[0][2:])
+    np.testing.assert_array_equal(second[1], expected[1][2:])
+    grouped_env.send(actions[:2], group=0)
+    grouped_env.close()  # with group 0 still stepping: collected first, no hang

@@ -44,7 +44,8 @@ def test_throughput_benchmark_end_to_end(tmp_path, capsys):
     assert summary["sb3_bytes_per_transition"] >= 8 * 84 * 84
     report = json.loads((tmp_path / "benchmark_throughput.json").read_text())
     rows = {(r["algo"], r["who"]): r for r in report["rows"]}
-    assert {("ppo", "pixelrl"), ("ppo", "sb3"), ("dqn", "pixelrl"), ("dqn", "sb3")} <= set(rows)
+    assert {("ppo", "pixelrl"), ("ppo", "pixelrl 1 env group"), ("ppo", "sb3"), ("dqn", "pixelrl"),
+            ("dqn", "sb3")} <= set(rows)  # fmt: skip
     # the same work on both sides: as many DQN gradient steps after the same number of agent steps (SB3
     # starts one vector step later: it trains once num_timesteps > learning_starts, we once it is reached)
     assert rows[("dqn", "sb3")]["updates"] > 0

@@ -177,6 +177,7 @@ def _safe_rows(run_dir):
         ([], "name an agent first"),
         (["ppo", "--env", "Pong", "--sticky", "1.5"], "--sticky: sticky=1.5 must be a probability in [0, 1]"),
         (["ppo", "--env", "CartPole-v1", "--sticky", "0"], "--sticky applies to Atari games"),
+        (["a2c", "--env", "Pong", "--num-envs", "7"], "--num-envs 7 is not a multiple of --env-groups 2"),
     ],
 )
 def test_bad_input_is_one_line_before_training(argv, message):

@@ -1,0 +1,52 @@
+"""Acting with a network many times between two of its updates: cast its weights once per update."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class InferenceCopy:
+    """Calls `net` for inference through a frozen copy whose convolution and linear weights are stored in
+    bfloat16 when `bf16`. Under bf16 autocast, `net` itself would re-cast every float32 weight in every
+    call: on the Nature CNN, acting for 4 envs on one core took 1.31 ms that way and 0.84 ms with the
+    cast weights. Call it under `nets.autocast` as you would call `net`; with `bf16` off it is `net`.
+
+    The copy is refreshed at the first call after `net` changes: after a step of `optimizer` (fused
+    optimisers update weights without bumping their version counters), and after any other in-place
+    change that does bump them (load_state_dict, unfused optimisers). `net`'s tensors must be updated in
+    place, not replaced."""
+
+    def __init__(self, net: nn.Module, bf16: bool, optimizer: torch.optim.Optimizer | None = None) -> None:
+        self.net, self.bf16 = net, bf16
+        self.copy = net
+        if bf16:
+            self.copy = copy.deepcopy(net).requires_grad_(False)
+            for module in self.copy.modules():
+                if isinstance(module, nn.Conv2d | nn.Linear):  # the layers autocast runs in bfloat16
+                    module.to(torch.bfloat16)
+            if optimizer is not None:
+                optimizer.register_step_post_hook(self._mark_stale)
+        # Listed once: walking the modules costs ~0.4 ms, a third of a small forward pass.
+        self._sources = [*net.parameters(), *net.buffers()]
+        self._copies = [*self.copy.parameters(), *self.copy.buffers()]
+        self._versions: list[int] = []
+        self._stale = True
+
+    def _mark_stale(self, *_: Any) -> None:
+        self._stale = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.bf16:
+            versions = [t._version for t in self._sources]
+            if self._stale or versions != self._versions:
+                with torch.no_grad():
+                    for dst, src in zip(self._copies, self._sources, strict=True):
+                        dst.copy_(src)
+                self._versions, self._stale = versions, False
+            if self.copy.training != self.net.training:
+                self.copy.train(self.net.training)
+        return self.copy(*args, **kwargs)
