@@ -37,8 +37,9 @@ class Config:
     num_envs: int = 8
     """Parallel envs (Schulman et al. 2017, Table 5)."""
     env_groups: int = 2
-    """Step the envs in this many groups (EnvPool): the network acts for one group while the others'
-    emulators run (see `agents.rollout.RolloutCollector`). 1 steps all envs at once."""
+    """Step the envs in this many groups (EnvPool backend only): the network acts for one group while the
+    others' emulators run (see `agents.rollout.RolloutCollector`). 1 steps all envs at once; train.py
+    falls back to 1 where groups cannot apply (another backend, or num_envs not a multiple)."""
     num_steps: int = 128
     """Steps per env per rollout (Table 5)."""
     epochs: int = 4
@@ -87,11 +88,6 @@ class Config:
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        if self.num_envs % self.env_groups:
-            raise ValueError(
-                f"--num-envs {self.num_envs} is not a multiple of --env-groups {self.env_groups}; "
-                "change one of them (--env-groups 1 steps all envs at once)"
-            )
         if self.num_envs * self.num_steps < self.minibatches:
             raise ValueError(
                 f"a rollout of {self.num_envs}x{self.num_steps} cannot fill {self.minibatches} minibatches"

@@ -71,9 +71,9 @@ class RolloutCollector:
     the observations as a tensor on the device (images channels-last, the layout they are stored in).
 
     On an env stepped in groups (`envs.make(..., groups=G)` on EnvPool) the agent acts for one group while
-    the others' emulators run: act for group g and send its actions, then receive group g + 1, sent one
-    group earlier. Every env still sees the current policy at every step, so the rollout is the one that
-    stepping all envs at once would give (only the order of the random draws differs).
+    the others' emulators run: act for group g and send its actions, then receive group g + 1, the group
+    sent longest ago. Every env still sees the current policy at every step, so the envs play what they
+    would play stepped all at once; only the order of the random draws differs.
     """
 
     def __init__(
@@ -98,9 +98,10 @@ class RolloutCollector:
         self.groups: list[slice] = getattr(env, "group_slices", [slice(0, self.N)])
         self.act_threads: int | None = None
         if len(self.groups) > 1 and device.type == "cpu":
-            # The network gets the cores that the running group's emulator threads leave free; on 2 cores
+            # The network gets the cores that the running groups' emulator threads leave free; on 2 cores
             # that is 1 thread, and no idle OpenMP thread spins on the emulators' core while they run.
-            self.act_threads = max(1, torch.get_num_threads() - env.threads_per_group)
+            running = (len(self.groups) - 1) * env.threads_per_group
+            self.act_threads = max(1, torch.get_num_threads() - running)
         self._actions: np.ndarray | None = None  # ungrouped envs: the actions of the next `step`
 
     def _send(self, group: int, actions: np.ndarray) -> None:

@@ -147,16 +147,17 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         cont = self.continuing[self.group_slices[group]].copy()
         actions = np.array(actions, copy=True)
         actions[cont] = 0  # the life-loss continuation is a NOOP, as in the gymnasium stack
+        self.in_flight[group] = cont  # before sending: close() drains whatever may be running
         self.pools[group].send(actions)
-        self.in_flight[group] = cont
 
     def recv(self, group: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         """Wait for `group`'s step: (obs, reward, terminated, truncated, info) of its envs only."""
-        cont, sl = self.in_flight.pop(group), self.group_slices[group]
+        cont, sl = self.in_flight[group], self.group_slices[group]
         obs, reward, terminated, truncated, info = self.pools[group].recv()
+        del self.in_flight[group]
         score, length = self.score[sl], self.length[sl]  # views: updated in place
         raw = np.asarray(info.get("reward", reward), np.float64)  # unclipped game reward
-        fresh = self.pool_done[sl]  # EnvPool reset these envs in this step: reward 0, new game
+        fresh = self.pool_done[sl].copy()  # EnvPool reset these envs in this step: reward 0, new game
         score[fresh], length[fresh] = 0.0, 0
         score[~fresh] += raw[~fresh]
         length[~fresh] += 1

@@ -173,7 +173,8 @@ def _parse_resume(agent_name: str, module: Any, run_dir: Path, rest: list[str]) 
 
 
 # What a resume may change: how long to train and how to log, never what is learned.
-RESUMABLE = ("frames", "wandb", "device", "progress", "checkpoint_minutes", "save_replay", "log_every")
+RESUMABLE = ("frames", "wandb", "device", "progress", "checkpoint_minutes", "save_replay", "log_every",
+             "env_groups")  # fmt: skip
 
 
 class Trainer:
@@ -229,6 +230,24 @@ class Trainer:
             "eval/episodes": len(games)
         }
 
+    def _make_env(self, seed: int, options: dict[str, Any]) -> Any:
+        """The training envs, in the agent's env groups where EnvPool can step them (see
+        `agents.rollout.RolloutCollector`), else all at once with a note saying why."""
+        run, cfg = self.run, self.cfg
+        groups = getattr(cfg, "env_groups", 1)  # only the policy-gradient agents have groups
+        why = None
+        if cfg.num_envs % groups:
+            why, groups = f"--num-envs {cfg.num_envs} is not a multiple of --env-groups {groups}", 1
+        env = envs.make(run.env, cfg.num_envs, seed=seed, mode="train", backend=run.backend, groups=groups,
+                        **options)  # fmt: skip
+        if groups > 1 and getattr(env, "num_groups", 1) == 1:  # the gymnasium backends have no groups
+            why = "training videos need the gymnasium backend (--video-every 0 turns them off)"
+            if "video_dir" not in options:
+                why = "only the EnvPool backend steps envs in groups"
+        if why:
+            print(f"note: the {cfg.num_envs} envs step all at once, not in groups: {why}", file=sys.stderr)
+        return env
+
     def main(self) -> dict[str, Any]:
         run, cfg = self.run, self.cfg
         resuming = run.resume is not None
@@ -247,9 +266,7 @@ class Trainer:
         options = dict(self.env_options)
         if self.game.kind == "atari" and run.video_every > 0:
             options |= {"video_dir": str(self.run_dir / "videos"), "video_every": run.video_every}
-        groups = getattr(cfg, "env_groups", 1)  # the policy-gradient agents act for one group at a time
-        env = envs.make(run.env, cfg.num_envs, seed=seed, mode="train", backend=run.backend, groups=groups,
-                        **options)  # fmt: skip
+        env = self._make_env(seed, options)
         agent = self.module.make_agent(cfg, env, run.device, seed=seed)
         if state is not None:
             agent.load_state_dict(state)

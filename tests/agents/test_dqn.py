@@ -53,11 +53,13 @@ def test_update_moves_q_towards_targets_and_syncs_target():
         torch.testing.assert_close(a, b)
 
 
-def test_forward_only_copies_serve_the_online_and_the_target_network():
+def test_forward_only_copies_serve_the_online_and_the_target_network(monkeypatch):
     """Acting reads the online network and TD targets read the target network, each through its bf16
     copy (nets.InferenceCopy), including after updates and a target sync."""
+    monkeypatch.setattr(nets, "bf16_supported", lambda device: True)  # the bf16 path, on any CPU
     torch.manual_seed(0)
     cfg, env, agent = pong_agent(lr=1e-3)
+    assert agent.bf16
     env.close()
     obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
     ones, zeros = np.ones(8, np.float32), np.zeros(8, np.float32)

@@ -387,3 +387,4 @@ def test_envpool_groups_play_the_same_games_and_step_apart() -> None:
     np.testing.assert_array_equal(second[1], expected[1][2:])
     grouped_env.send(actions[:2], group=0)
     grouped_env.close()  # with group 0 still stepping: collected first, no hang
+    reference.close()

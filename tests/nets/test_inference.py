@@ -19,7 +19,7 @@ def test_inference_copy_acts_like_the_network_and_follows_its_updates():
     optimizer = nets.make_optimizer("adam", net.parameters(), 0.01)  # fused: versions stay as they were
     fast = nets.InferenceCopy(net, bf16=True, optimizer=optimizer)
     obs = torch.randint(0, 256, (4, 4, 84, 84), dtype=torch.uint8)
-    first_conv = next(m for m in fast.copy.modules() if isinstance(m, nn.Conv2d))
+    first_conv = next(m for m in fast.inference_net.modules() if isinstance(m, nn.Conv2d))
     assert first_conv.weight.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in net.parameters())
     before = autocast_forward(fast, obs)
@@ -40,7 +40,7 @@ def test_inference_copy_acts_like_the_network_and_follows_its_updates():
 
 def test_inference_copy_without_bf16_is_the_network_and_follows_train_and_eval():
     net = nn.Sequential(nn.Linear(8, 64), nn.Dropout(0.5), nn.Linear(64, 2))
-    assert nets.InferenceCopy(net, bf16=False).copy is net
+    assert nets.InferenceCopy(net, bf16=False).inference_net is net
     fast = nets.InferenceCopy(net, bf16=True)
     x = torch.randn(16, 8)
     net.eval()

@@ -177,7 +177,6 @@ def _safe_rows(run_dir):
         ([], "name an agent first"),
         (["ppo", "--env", "Pong", "--sticky", "1.5"], "--sticky: sticky=1.5 must be a probability in [0, 1]"),
         (["ppo", "--env", "CartPole-v1", "--sticky", "0"], "--sticky applies to Atari games"),
-        (["a2c", "--env", "Pong", "--num-envs", "7"], "--num-envs 7 is not a multiple of --env-groups 2"),
     ],
 )
 def test_bad_input_is_one_line_before_training(argv, message):
@@ -241,3 +240,27 @@ def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes
     assert resumed["global_step"] == 256
     assert read_meta(run_dir / "checkpoints" / "latest")["env_options"] == {"sticky": 0.0}  # kept on resume
     assert max(r["global_step"] for r in rows(run_dir) if "losses/policy" in r) > 128  # it trained on
+
+
+@pytest.mark.parametrize(
+    "argv, groups, note",
+    [
+        (["ppo", "--video-every", "0"], 2, None),
+        (["ppo", "--video-every", "0", "--num-envs", "6", "--env-groups", "4"], 1, "not a multiple of"),
+        (["ppo"], 1, "training videos need the gymnasium backend (--video-every 0"),
+        (["ppo", "--video-every", "0", "--backend", "async", "--num-envs", "4"], 1, "only the EnvPool"),
+        (["a2c", "--video-every", "0"], 1, None),  # A2C's default: 1 group (no gain measured)
+    ],
+)
+def test_env_groups_apply_where_envpool_steps_the_envs_and_a_note_says_why_not(argv, groups, note, tmp_path,
+                                                                                 capsys):  # fmt: skip
+    agent_name, run, cfg = train.parse([argv[0], "--env", "Pong", "--run-dir", str(tmp_path), *argv[1:]])
+    trainer = train.Trainer(agent_name, run, cfg)
+    options = dict(trainer.env_options)
+    if run.video_every > 0:
+        options |= {"video_dir": str(tmp_path / "videos"), "video_every": run.video_every}
+    env = trainer._make_env(0, options)
+    env.close()
+    assert getattr(env, "num_groups", 1) == groups
+    err = capsys.readouterr().err
+    assert (note in err) if note else "note:" not in err
