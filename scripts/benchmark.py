@@ -104,9 +104,21 @@ def cmd_envs(args: argparse.Namespace) -> None:
     print(f"fastest: {best['backend']} with {best['num_envs']} envs; wrote {out}/benchmark_envs.{{json,png}}")
 
 
+def cpu_model() -> str:
+    """The CPU's model name: the same VM size has run on different host CPUs here, at different speeds."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine() -> dict:
     return {
         "machine": platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch_version(),
@@ -125,6 +137,8 @@ def throughput_markdown(report: dict) -> str:
         f"# Training throughput on Pong: pixelrl vs Stable-Baselines3 ({report['device']}, "
         f"{report['cpu_count']} CPU cores, torch {report['torch']}, {report['torch_threads']} threads)",
         "",
+        f"CPU: {report.get('cpu_model', 'not recorded')}.",
+        "",
         f"`{report['command']}`: agent steps/s over {report['rows'][0]['repeats']} interleaved repeats "
         "after a warm-up; identical hyperparameters, network and env protocol (scripts/throughput.py).",
         "",
@@ -141,12 +155,19 @@ def throughput_markdown(report: dict) -> str:
         )
     lines += [
         "",
+        "Ceilings, timed in every repeat beside the contenders: medians (min–max over the repeats).",
+        "",
         "| ceiling | precision | env only | compute only | serial ceiling |",
         "|---|---|---:|---:|---:|",
     ]
+
+    def spread(c: dict, part: str) -> str:
+        values = c.get(f"{part}_sps_all") or [c[f"{part}_sps"]]
+        return f"{c[f'{part}_sps']:.0f} ({min(values):.0f}–{max(values):.0f})"
+
     for c in report["ceilings"]:
         lines.append(
-            f"| {c['algo'].upper()} | {c['precision']} | {c['env_sps']:.0f} | {c['compute_sps']:.0f} "
+            f"| {c['algo'].upper()} | {c['precision']} | {spread(c, 'env')} | {spread(c, 'compute')} "
             f"| {c['ceiling_sps']:.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -322,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="auto")
-    p.add_argument("--env-seconds", type=float, default=5.0, help="seconds to time the env-only ceiling")
+    p.add_argument(
+        "--env-seconds", type=float, default=5.0, help="seconds to time the env-only ceiling, per repeat"
+    )
     p.add_argument(
         "--dqn-learning-starts", type=int, default=None, help="override the replay warm-up (tests)"
     )

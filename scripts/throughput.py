@@ -15,9 +15,10 @@ Settings shared by both sides (the SB3 zoo's Atari hyperparameters, design §1's
   `AtariWrapper`, ours through `envs.make`. Each library steps the envs with its own vector backend: SB3
   with its default `DummyVecEnv` (as its zoo does), ours with what `backend="auto"` picks (EnvPool here).
 
-Ceilings, measured in the same invocation: env-only (random actions through our env stack) and
-compute-only (the network's own forward, backward and Adam step on random pixels, no Python around it).
-A serial learner cannot beat 1 / (1 / env_sps + compute_seconds_per_step).
+Ceilings, measured in the same invocation, in every repeat right after the contenders (the median of the
+repeats is reported): env-only (random actions through our env stack) and compute-only (the network's own
+forward, backward and Adam step on random pixels, no Python around it). A serial learner cannot beat
+1 / (1 / env_sps + compute_seconds_per_step).
 """
 
 from __future__ import annotations
@@ -293,23 +294,32 @@ def run(
     for key, build in contenders.items():
         progress(f"building and warming up {key[1]} {key[0].upper()}")
         runners[key], extras[key] = build()
+    bf16_used = nets.bf16_supported(dev)
+    precisions = (("bf16", True), ("fp32", False)) if bf16_used else (("fp32", False),)
+    algos = (("ppo", PPO_CFG, compute_ceiling_ppo), ("dqn", dqn_cfg, compute_ceiling_dqn))
+    env_all: dict[str, list[float]] = {algo: [] for algo, _, _ in algos}
+    compute_all: dict[tuple[str, str], list[float]] = {(a, p): [] for a, _, _ in algos for p, _ in precisions}
     for r in range(repeats):
         for key, runner in runners.items():
             seconds = runner(steps[key[0]])
             sps[key].append(steps[key[0]] / seconds)
             progress(f"repeat {r + 1}/{repeats}: {key[1]} {key[0].upper()} {sps[key][-1]:.0f} steps/s")
-    progress("measuring ceilings")
+        # The ceilings are timed in every repeat too, beside the contenders, so that a slower or faster
+        # spell of this shared machine moves the ceiling and the contenders alike.
+        for algo, cfg, compute in algos:
+            env_all[algo].append(env_ceiling(cfg.num_envs, env_seconds))
+            for precision, bf16 in precisions:
+                compute_all[(algo, precision)].append(compute(dataclasses.replace(cfg, bf16=bf16), dev))
+        progress(f"repeat {r + 1}/{repeats}: ceilings, env only " +
+                 ", ".join(f"{a.upper()} {v[-1]:.0f}" for a, v in env_all.items()) + " steps/s")  # fmt: skip
     ceilings = {}
-    bf16_used = nets.bf16_supported(dev)
-    precisions = (("bf16", True), ("fp32", False)) if bf16_used else (("fp32", False),)
-    for algo, cfg, compute in (("ppo", PPO_CFG, compute_ceiling_ppo), ("dqn", dqn_cfg, compute_ceiling_dqn)):
-        env_sps = env_ceiling(cfg.num_envs, env_seconds)
-        for precision, bf16 in precisions:
-            compute_sps = compute(dataclasses.replace(cfg, bf16=bf16), dev)
-            ceilings[(algo, precision)] = {
-                "env_sps": env_sps, "compute_sps": compute_sps,
-                "ceiling_sps": serial_ceiling(env_sps, compute_sps),
-            }  # fmt: skip
+    for (algo, precision), compute_values in compute_all.items():
+        env_sps, compute_sps = statistics.median(env_all[algo]), statistics.median(compute_values)
+        ceilings[(algo, precision)] = {
+            "env_sps": env_sps, "compute_sps": compute_sps,
+            "ceiling_sps": serial_ceiling(env_sps, compute_sps),
+            "env_sps_all": env_all[algo], "compute_sps_all": compute_values,
+        }  # fmt: skip
     rows = []
     for (algo, who), values in sps.items():
         sb3_median = statistics.median(sps[(algo, "sb3")])

@@ -20,7 +20,7 @@ class ScriptedAgent:
         actions = np.full(n, (len(self.seen) // 3) % 4, dtype=np.int64)  # NOOP, FIRE, RIGHT, LEFT
         return actions, torch.zeros(n), torch.zeros(n)
 
-    def value(self, obs: np.ndarray) -> torch.Tensor:
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.zeros(len(obs))
 
 
@@ -63,8 +63,8 @@ class PixelAgent:
         total = obs.numpy().reshape(len(obs), -1).sum(axis=1, dtype=np.int64)
         return (total // 7) % 4, torch.from_numpy(total % 11).float(), torch.from_numpy(total % 13).float()
 
-    def value(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(obs.reshape(len(obs), -1).sum(axis=1, dtype=np.int64) % 17).float()
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(obs.numpy().reshape(len(obs), -1).sum(axis=1, dtype=np.int64) % 17).float()
 
 
 @needs_envpool

@@ -34,7 +34,7 @@ def test_network_seconds_times_inference_faster_than_training():
 
 
 def test_throughput_benchmark_end_to_end(tmp_path, capsys):
-    tiny = ["--ppo-steps", "1024", "--dqn-steps", "64", "--repeats", "1", "--dqn-learning-starts", "64"]
+    tiny = ["--ppo-steps", "1024", "--dqn-steps", "64", "--repeats", "2", "--dqn-learning-starts", "64"]
     benchmark.main(["throughput", *tiny, "--env-seconds", "0.3", "--out", str(tmp_path)])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(last)
@@ -51,5 +51,11 @@ def test_throughput_benchmark_end_to_end(tmp_path, capsys):
     assert rows[("dqn", "sb3")]["updates"] > 0
     assert 0 <= rows[("dqn", "pixelrl")]["updates"] - rows[("dqn", "sb3")]["updates"] <= 1
     assert rows[("ppo", "sb3")]["ceiling_sps"] is None and rows[("ppo", "pixelrl")]["of_ceiling"] > 0
-    assert "| PPO | sb3 |" in (tmp_path / "benchmark_throughput.md").read_text()
+    for c in report["ceilings"]:  # timed in every repeat, the median reported
+        assert len(c["env_sps_all"]) == len(c["compute_sps_all"]) == 2
+        assert c["env_sps"] == pytest.approx(sum(c["env_sps_all"]) / 2)
+        assert c["ceiling_sps"] == pytest.approx(throughput.serial_ceiling(c["env_sps"], c["compute_sps"]))
+    markdown = (tmp_path / "benchmark_throughput.md").read_text()
+    assert "| PPO | sb3 |" in markdown
+    assert report["cpu_model"] and f"CPU: {report['cpu_model']}." in markdown  # speeds depend on it
     assert (tmp_path / "benchmark_throughput.png").stat().st_size > 0

@@ -148,12 +148,13 @@ def test_a_second_kill_during_the_final_checkpoint_does_not_cut_it_short(tmp_pat
 
     monkeypatch.setattr(train.Trainer, "save", save_while_killed_again)
     run_dir = tmp_path / "killed-twice"
+    sigint_before = signal.getsignal(signal.SIGINT)  # SIG_IGN, not Python's handler, under `nohup ... &`
     with pytest.raises(SystemExit) as err:
         train.main(["dqn", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--wandb", "off",
                     "--frames", "100000", "--no-progress"])  # fmt: skip
     assert err.value.code == 130 and len(kills) == 2
     assert read_meta(run_dir / "checkpoints" / "latest")["step"] > 0
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    assert signal.getsignal(signal.SIGINT) is sigint_before  # handlers given back
 
 
 def _safe_rows(run_dir):
