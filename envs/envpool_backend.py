@@ -19,6 +19,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from envs.atari import STAT_LENGTH, STAT_SCORE, AtariOptions
+from envs.video import GameVideos
 
 
 def envpool_available() -> bool:
@@ -72,6 +73,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         clip_rewards: bool = False,
         keep_obs: list[int] | None = None,
         num_threads: int | None = None,
+        video: GameVideos | None = None,
         **pool_kwargs: Any,
     ) -> None:
         check_groups(num_envs, groups)
@@ -82,6 +84,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         # emulators use one core while the agent acts on the other.
         self.threads_per_group = num_threads or max(1, min(size, (os.cpu_count() or 1) // groups))
         self.life_loss_ends, self.clip_rewards, self.keep_obs = life_loss_ends, clip_rewards, keep_obs
+        self.video = video  # env 0's whole games, rendered by its pool after each of its steps
         self._pool_args = dict(task_id=task_id, num_envs=size, batch_size=size,
                                num_threads=self.threads_per_group, **pool_kwargs)  # fmt: skip
         self.pools = self._build_pools(seed)
@@ -106,7 +109,8 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         with warnings.catch_warnings():  # classic control: "Box low's precision lowered" from EnvPool
             warnings.simplefilter("ignore", UserWarning)
             for sl in self.group_slices:  # EnvPool seeds its env j with seed + j
-                pool = envpool.make_gymnasium(seed=seed + sl.start, **self._pool_args)
+                render = {"render_mode": "rgb_array"} if self.video is not None and sl.start == 0 else {}
+                pool = envpool.make_gymnasium(seed=seed + sl.start, **self._pool_args, **render)
                 pool.observation_space  # noqa: B018 (built lazily: warns here)
                 pools.append(pool)
         return pools
@@ -127,7 +131,12 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         lives = [info.get("lives", np.zeros(len(o))) for o, info in zip(obs, infos, strict=True)]
         self.lives = np.concatenate(lives).astype(np.int64)
         info = {"lives": self.lives} if "lives" in infos[0] else {}
+        if self.video is not None:
+            self.video.new_game(self._screen)
         return self._obs(np.concatenate(obs)), self._info(info, np.zeros(self.num_envs, bool))
+
+    def _screen(self) -> np.ndarray:  # env 0's RGB screen, (210, 160, 3) uint8 on Atari
+        return self.pools[0].render(env_ids=[0])[0]
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         actions = np.asarray(actions)
@@ -166,6 +175,11 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         life_lost = self.life_loss_ends & (lives > 0) & (lives < self.lives[sl]) & ~done & ~cont & ~fresh
         self.lives[sl] = lives
 
+        if self.video is not None and group == 0:  # env 0 is the first of group 0
+            if fresh[0]:  # EnvPool reset it in this step: the new game's reset screen
+                self.video.new_game(self._screen)
+            else:  # a step of the game (a life-loss continuation too, as below EpisodicLife)
+                self.video.step(raw[0], bool(done[0]), self._screen)
         reward = np.sign(raw) if self.clip_rewards else raw.copy()
         reward[cont | fresh] = 0.0  # both are reset steps for the agent
         terminated = np.asarray(terminated, bool) | life_lost

@@ -18,7 +18,7 @@ import numpy as np
 
 from envs.atari import STAT_LENGTH, STAT_SCORE, AtariOptions, Mode, WholeGame, ale_env, wrap_atari
 from envs.envpool_backend import EnvPoolVectorEnv, atari_kwargs, check_groups, envpool_available
-from envs.video import VideoRecorder
+from envs.video import GameVideos, VideoRecorder
 
 Backend = Literal["auto", "gymnasium", "sync", "async", "envpool"]
 BACKENDS = ("auto", "gymnasium", "sync", "async", "envpool")
@@ -166,8 +166,8 @@ def make(
 
     backend: "sync" / "async" (gymnasium vector envs), "gymnasium" (async for several Atari envs, else
     sync, as measured), "envpool", or "auto" (the fastest measured, see `choose_backend`). Karpathy
-    preprocessing, flicker and video need the gymnasium wrappers: "auto" then picks gymnasium and
-    "envpool" is refused.
+    preprocessing and flicker need the gymnasium wrappers: "auto" then picks gymnasium and "envpool" is
+    refused. Video (`video_dir`) works on both: env 0 records whole games.
 
     groups: on EnvPool, step the envs in this many groups that can run in the background while the agent
     acts for another (`send(actions, group)` / `recv(group)`, see `EnvPoolVectorEnv`); `step` is unchanged.
@@ -178,7 +178,7 @@ def make(
     spec = resolve(game)
     if spec.kind == "atari":
         opts = AtariOptions.from_kwargs(mode, options)  # validate before starting any worker
-        gym_only = opts.preprocess != "nature" or opts.flicker > 0 or opts.video_dir is not None
+        gym_only = opts.preprocess != "nature" or opts.flicker > 0
     else:
         hide = _classic_options(game, spec, options)
         gym_only = False
@@ -190,7 +190,7 @@ def make(
             )
         if gym_only:
             raise ValueError(
-                "preprocess='karpathy', flicker and video_dir are gymnasium wrappers; "
+                "preprocess='karpathy' and flicker are gymnasium wrappers; "
                 "use backend='gymnasium' (or 'auto')."
             )
     if backend == "auto":
@@ -207,6 +207,7 @@ def make(
                 groups=groups,
                 life_loss_ends=opts.use_episodic_life,
                 clip_rewards=opts.use_clip_rewards,
+                video=None if opts.video_dir is None else GameVideos(opts.video_dir, opts.video_period),
                 **atari_kwargs(opts),
             )
         else:

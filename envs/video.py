@@ -1,11 +1,12 @@
 """Gameplay video: full-colour RGB screens at the emulator's resolution (210x160x3) to mp4.
 
-The recorder sits inside env 0's wrapper stack below EpisodicLife, so one file is one whole game, and it
-reads the screen from the emulator (`ale.getScreenRGB()`), not from the preprocessed observation."""
+Env 0 records whole games (one file per game, not per life) from the emulator's screen, not from the
+preprocessed observation: in the gymnasium stack a wrapper below EpisodicLife reads `ale.getScreenRGB()`;
+on EnvPool the adapter renders its env 0 after each of its steps. Both feed one `GameVideos`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,21 @@ import imageio.v2 as imageio
 import numpy as np
 
 
-def write_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: int = 30) -> Path:
-    """Write (H, W, 3) uint8 frames to an H.264 mp4. macro_block_size=1 keeps 210x160 exact instead of
-    letting ffmpeg pad it to a multiple of 16."""
+def mp4_writer(path: str | Path, fps: int = 30) -> Any:
+    """An H.264 mp4 writer for (H, W, 3) uint8 frames (`append_data`, `close`). macro_block_size=1 keeps
+    210x160 exact instead of letting ffmpeg pad it to a multiple of 16."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv444p") as w:
+    return imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1,
+                              pixelformat="yuv444p")  # fmt: skip
+
+
+def write_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: int = 30) -> Path:
+    """Write (H, W, 3) uint8 frames to an mp4 (see `mp4_writer`)."""
+    with mp4_writer(path, fps) as w:
         for frame in frames:
             w.append_data(np.asarray(frame, dtype=np.uint8))
-    return path
+    return Path(path)
 
 
 def read_mp4(path: str | Path) -> np.ndarray:
@@ -31,39 +38,67 @@ def read_mp4(path: str | Path) -> np.ndarray:
         return np.stack([np.asarray(f) for f in r])
 
 
-class VideoRecorder(gym.Wrapper):
-    """Record every `every`-th whole game as `episode-{index:06d}-score-{raw score}.mp4` in `folder`,
-    one RGB screen per agent step (the frame after the action repeat) plus the reset screen."""
+class GameVideos:
+    """Every `every`-th whole game of one env as `episode-{index:06d}-score-{raw score}.mp4` in `folder`:
+    the reset screen, then one RGB screen per agent step (the frame after the action repeat). The env that
+    owns the emulator feeds it: `VideoRecorder` in the gymnasium stack, `EnvPoolVectorEnv` for its env 0.
+    `screen` is called only while a game is being recorded. Frames are encoded as they come (a capped game
+    would be 2.7 GB of raw screens) into `.partial/episode-{index:06d}.mp4`, moved beside the others once the
+    score is known; a game cut short by a reset or a kill leaves nothing in `folder` itself."""
 
-    def __init__(self, env: gym.Env, folder: str | Path, every: int = 1, fps: int = 30) -> None:
-        super().__init__(env)
+    def __init__(self, folder: str | Path, every: int = 1, fps: int = 30) -> None:
         self.folder, self.every, self.fps = Path(folder), every, fps
         self.game = -1  # index of the current game
         self.score = 0.0
-        self.frames: list[np.ndarray] = []
+        self.writer: Any = None  # open while a game is being recorded
         self.paths: list[Path] = []
 
     @property
     def recording(self) -> bool:
         return self.game % self.every == 0
 
-    def _grab(self) -> None:
+    def _partial(self) -> Path:
+        return self.folder / ".partial" / f"episode-{self.game:06d}.mp4"
+
+    def new_game(self, screen: Callable[[], np.ndarray]) -> None:
+        if self.writer is not None:  # reset before the game ended: drop its unfinished video
+            self.writer.close()
+            self._partial().unlink(missing_ok=True)
+            self.writer = None
+        self.game += 1
+        self.score = 0.0
         if self.recording:
-            self.frames.append(self.env.unwrapped.ale.getScreenRGB())  # (210, 160, 3) uint8
+            self.writer = mp4_writer(self._partial(), self.fps)
+            self.writer.append_data(screen())
+
+    def step(self, raw_reward: float, game_over: bool, screen: Callable[[], np.ndarray]) -> None:
+        self.score += float(raw_reward)
+        if self.writer is None:
+            return
+        self.writer.append_data(screen())
+        if game_over:
+            self.writer.close()
+            self.writer = None
+            path = self.folder / f"episode-{self.game:06d}-score-{self.score:g}.mp4"
+            self.paths.append(self._partial().replace(path))
+
+
+class VideoRecorder(gym.Wrapper):
+    """`GameVideos` of a gymnasium Atari env, reading the screen from the emulator."""
+
+    def __init__(self, env: gym.Env, folder: str | Path, every: int = 1, fps: int = 30) -> None:
+        super().__init__(env)
+        self.videos = GameVideos(folder, every, fps)
+
+    def _screen(self) -> np.ndarray:
+        return self.env.unwrapped.ale.getScreenRGB()  # (210, 160, 3) uint8
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         obs, info = self.env.reset(**kwargs)
-        self.game += 1
-        self.score, self.frames = 0.0, []
-        self._grab()
+        self.videos.new_game(self._screen)
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self.score += float(reward)
-        self._grab()
-        if (terminated or truncated) and self.recording and self.frames:
-            name = f"episode-{self.game:06d}-score-{self.score:g}.mp4"
-            self.paths.append(write_mp4(self.frames, self.folder / name, self.fps))
-            self.frames = []
+        self.videos.step(float(reward), terminated or truncated, self._screen)
         return obs, reward, terminated, truncated, info

@@ -130,8 +130,7 @@ def play_games(
     options = dict(env_options)
     if video_dir is not None and envs.resolve(game).kind == "atari":
         options |= {"video_dir": str(video_dir), "video_every": 1}
-    backend = "sync" if "video_dir" in options else "auto"  # video lives in gymnasium's single envs
-    env = envs.make(game, num_envs, seed=seed + EVAL_SEED_OFFSET, mode="eval", backend=backend, **options)
+    env = envs.make(game, num_envs, seed=seed + EVAL_SEED_OFFSET, mode="eval", **options)  # env 0 films
     obs, _ = env.reset()
     games: list[dict[str, float]] = []
     done_count = np.zeros(num_envs, dtype=int)

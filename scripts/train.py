@@ -241,9 +241,7 @@ class Trainer:
         env = envs.make(run.env, cfg.num_envs, seed=seed, mode="train", backend=run.backend, groups=groups,
                         **options)  # fmt: skip
         if groups > 1 and getattr(env, "num_groups", 1) == 1:  # the gymnasium backends have no groups
-            why = "training videos need the gymnasium backend (--video-every 0 turns them off)"
-            if "video_dir" not in options:
-                why = "only the EnvPool backend steps envs in groups"
+            why = "only the EnvPool backend steps envs in groups"
         if why:
             print(f"note: the {cfg.num_envs} envs step all at once, not in groups: {why}", file=sys.stderr)
         return env

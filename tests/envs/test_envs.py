@@ -334,6 +334,24 @@ def test_mp4_round_trip(tmp_path: Any) -> None:
     assert np.abs(back.astype(int) - np.stack(frames)).mean() < 3
 
 
+def test_game_videos_stream_whole_games_and_drop_unfinished_ones(tmp_path: Any) -> None:
+    videos, t = envs.video.GameVideos(tmp_path, every=2), iter(range(1000))
+    screen = lambda: np.full((210, 160, 3), 10 * next(t) % 256, np.uint8)  # noqa: E731
+    videos.new_game(screen)  # game 0: recorded, but reset before it ends
+    for _ in range(3):
+        videos.step(1.0, False, screen)
+    videos.new_game(screen)  # game 1: not recorded (every 2nd game)
+    videos.step(5.0, True, screen)
+    videos.new_game(screen)  # game 2: recorded to the end
+    videos.step(2.0, False, screen)
+    videos.step(-1.0, True, screen)
+    files = [p.name for p in tmp_path.glob("*.mp4")]
+    assert files == ["episode-000002-score-1.mp4"] == [p.name for p in videos.paths]
+    assert not any((tmp_path / ".partial").iterdir())
+    frames = envs.video.read_mp4(videos.paths[0])  # screens 4, 5 and 6: none of game 1's
+    assert frames.shape == (3, 210, 160, 3) and abs(int(frames[-1].mean()) - 10 * 6) <= 2
+
+
 def test_eval_video_records_every_whole_game_in_colour(tmp_path: Any) -> None:
     venv = envs.make("Pong", 1, mode="eval", video_dir=str(tmp_path), max_frames=4 * 40)
     steps = rollout(venv, 81)  # two capped games of 40 steps
@@ -345,6 +363,30 @@ def test_eval_video_records_every_whole_game_in_colour(tmp_path: Any) -> None:
     assert video.shape == (41, 210, 160, 3)  # the reset screen and one per step
     assert np.abs(video[..., 0].astype(int) - video[..., 2]).mean() > 10  # colour, not gray
     assert AtariOptions(mode="eval").video_period == 1 and AtariOptions(mode="train").video_period == 100
+
+
+@needs_envpool
+def test_envpool_records_the_same_training_videos_as_gymnasium(tmp_path: Any) -> None:
+    """Env 0's whole games (not lives) from EnvPool's renderer: the same files, named by game and raw score,
+    with the same screens as the gymnasium stack's recorder; auto keeps EnvPool when video is on."""
+    folders = {b: tmp_path / b for b in ("sync", "envpool")}
+    for backend, folder in folders.items():
+        options = dict(video_dir=str(folder), video_every=1, **DETERMINISTIC)
+        venv = envs.make("Breakout", 2, backend=backend, **options)
+        steps = rollout(venv, 500)
+        venv.close()
+    games = [g for s in steps[1:] for g in envs.finished_episodes(s[4]) if g[0] == 0]  # env 0's games
+    files = sorted(p.name for p in folders["envpool"].glob("*.mp4"))
+    assert files == [f"episode-{i:06d}-score-{g[1]:g}.mp4" for i, g in enumerate(games)] and len(files) >= 1
+    assert files == sorted(p.name for p in folders["sync"].glob("*.mp4"))
+    for name in files:
+        pooled, plain = (envs.video.read_mp4(folder / name) for folder in folders.values())
+        assert pooled.shape == plain.shape and pooled.shape[1:] == (210, 160, 3)
+        assert pooled.shape[0] == games[int(name[8:14])][2] + 1  # the reset screen and one per step
+        np.testing.assert_array_equal(pooled, plain)
+    venv = envs.make("Pong", 2, video_dir=str(tmp_path / "auto"))
+    assert isinstance(venv.unwrapped, envs.envpool_backend.EnvPoolVectorEnv)
+    venv.close()
 
 
 @needs_envpool
