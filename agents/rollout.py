@@ -68,7 +68,9 @@ def state_values(net: Net, obs: np.ndarray, device: torch.device, bf16: bool) ->
 
 class RolloutCollector:
     """Steps `env` with an agent's `act(obs) -> (actions, logprobs, values)` and `value(obs)`; `act` gets
-    the observations as a tensor on the device (images channels-last, the layout they are stored in).
+    the observations as a tensor on the device (images channels-last, the layout they are stored in). That
+    tensor is a view that the next observations overwrite, and the returned `Rollout.obs` is the buffer
+    that the next `collect` overwrites: copy what must outlive them.
 
     On an env stepped in groups (`envs.make(..., groups=G)` on EnvPool) the agent acts for one group while
     the others' emulators run: act for group g and send its actions, then receive group g + 1, the group
@@ -107,7 +109,7 @@ class RolloutCollector:
         self._actions: np.ndarray | None = None  # ungrouped envs: the actions of the next `step`
 
     def _arrive(self, sl: slice, obs: np.ndarray) -> None:  # new observations of envs `sl`
-        frames = torch.from_numpy(np.asarray(obs))
+        frames = to_device(np.asarray(obs), self.device)  # on a GPU the re-layout below runs there
         if self.image:  # (n, C, H, W) -> (n, H, W, C) memory: a plain copy reads them from there on
             self._rows_hwc[self.T, sl].copy_(frames.permute(0, 2, 3, 1))
         else:

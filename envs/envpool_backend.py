@@ -5,6 +5,9 @@ C++ threads. We run it with episodic_life=False and reward_clip=False and do, in
 the gymnasium stack does in `WholeGame`, `EpisodicLife` and `ClipReward`: whole-game statistics from the
 raw reward, terminated=True at a life loss followed by one NOOP continuation step (reported like a reset
 step: reward 0), and clipping. EnvPool autoresets in NEXT_STEP mode like gymnasium, so boundaries agree.
+With `video`, env 0's pool also renders its screen after each of its steps for `envs.video.GameVideos`, as
+the gymnasium stack's `VideoRecorder` does below EpisodicLife: whole games, life-loss continuations
+included.
 """
 
 from __future__ import annotations
@@ -205,6 +208,8 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         self._drain()
+        if self.video is not None:
+            self.video.close()
         for pool in self.pools:
             pool.close()
 

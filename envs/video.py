@@ -6,6 +6,8 @@ on EnvPool the adapter renders its env 0 after each of its steps. Both feed one 
 
 from __future__ import annotations
 
+import re
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,11 +46,14 @@ class GameVideos:
     owns the emulator feeds it: `VideoRecorder` in the gymnasium stack, `EnvPoolVectorEnv` for its env 0.
     `screen` is called only while a game is being recorded. Frames are encoded as they come (a capped game
     would be 2.7 GB of raw screens) into `.partial/episode-{index:06d}.mp4`, moved beside the others once the
-    score is known; a game cut short by a reset or a kill leaves nothing in `folder` itself."""
+    score is known; a game cut short by a reset, `close` or a kill leaves nothing in `folder` itself. A folder
+    that already holds games (a resumed run) is continued, not overwritten."""
 
     def __init__(self, folder: str | Path, every: int = 1, fps: int = 30) -> None:
         self.folder, self.every, self.fps = Path(folder), every, fps
-        self.game = -1  # index of the current game
+        shutil.rmtree(self.folder / ".partial", ignore_errors=True)  # what a killed run left half-written
+        names = (re.match(r"episode-(\d+)-", p.name) for p in self.folder.glob("episode-*.mp4"))
+        self.game = max((int(m.group(1)) for m in names if m), default=-1)  # index of the current game
         self.score = 0.0
         self.writer: Any = None  # open while a game is being recorded
         self.paths: list[Path] = []
@@ -60,11 +65,15 @@ class GameVideos:
     def _partial(self) -> Path:
         return self.folder / ".partial" / f"episode-{self.game:06d}.mp4"
 
-    def new_game(self, screen: Callable[[], np.ndarray]) -> None:
-        if self.writer is not None:  # reset before the game ended: drop its unfinished video
+    def close(self) -> None:
+        """Stop filming; the video of an unfinished game is dropped."""
+        if self.writer is not None:
             self.writer.close()
-            self._partial().unlink(missing_ok=True)
             self.writer = None
+            self._partial().unlink(missing_ok=True)
+
+    def new_game(self, screen: Callable[[], np.ndarray]) -> None:
+        self.close()  # a reset before the game ended
         self.game += 1
         self.score = 0.0
         if self.recording:
@@ -102,3 +111,7 @@ class VideoRecorder(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self.videos.step(float(reward), terminated or truncated, self._screen)
         return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.videos.close()
+        super().close()

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -85,8 +87,8 @@ def test_envs_stepped_in_groups_give_the_rollouts_of_envs_stepped_together():
                 while True:
                     steps.append(next(loop)[0])
                     yielded_threads.add(torch.get_num_threads())
-            except StopIteration as done:
-                rollouts.append(done.value)
+            except StopIteration as done:  # the next collect overwrites the frames: keep a copy
+                rollouts.append(dataclasses.replace(done.value, obs=done.value.obs.clone()))
             assert steps[-1] == 64 * 4 and steps == sorted(set(steps))  # global step as the steps arrive
         env.close()
         assert yielded_threads == {threads}

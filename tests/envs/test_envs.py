@@ -350,6 +350,13 @@ def test_game_videos_stream_whole_games_and_drop_unfinished_ones(tmp_path: Any) 
     assert not any((tmp_path / ".partial").iterdir())
     frames = envs.video.read_mp4(videos.paths[0])  # screens 4, 5 and 6: none of game 1's
     assert frames.shape == (3, 210, 160, 3) and abs(int(frames[-1].mean()) - 10 * 6) <= 2
+    (tmp_path / ".partial").mkdir(exist_ok=True)
+    (tmp_path / ".partial" / "episode-000003.mp4").write_bytes(b"left by a killed run")
+    resumed = envs.video.GameVideos(tmp_path, every=1)  # a resumed run goes on from game 3
+    resumed.new_game(screen)
+    resumed.step(0.0, True, screen)
+    assert [p.name for p in resumed.paths] == ["episode-000003-score-0.mp4"]
+    assert not any((tmp_path / ".partial").iterdir()) and len(list(tmp_path.glob("*.mp4"))) == 2
 
 
 def test_eval_video_records_every_whole_game_in_colour(tmp_path: Any) -> None:
@@ -366,18 +373,23 @@ def test_eval_video_records_every_whole_game_in_colour(tmp_path: Any) -> None:
 
 
 @needs_envpool
-def test_envpool_records_the_same_training_videos_as_gymnasium(tmp_path: Any) -> None:
-    """Env 0's whole games (not lives) from EnvPool's renderer: the same files, named by game and raw score,
-    with the same screens as the gymnasium stack's recorder; auto keeps EnvPool when video is on."""
+@pytest.mark.parametrize("groups", [1, 2])
+def test_envpool_records_the_same_training_videos_as_gymnasium(groups: int, tmp_path: Any) -> None:
+    """Env 0's whole games (not lives) from EnvPool's renderer (reset(seed) rebuilds the pools):
+    the same files, named by game and raw score, with the same screens as the gymnasium stack's recorder;
+    the unfinished game at close leaves nothing. auto keeps EnvPool when video is on."""
     folders = {b: tmp_path / b for b in ("sync", "envpool")}
     for backend, folder in folders.items():
         options = dict(video_dir=str(folder), video_every=1, **DETERMINISTIC)
-        venv = envs.make("Breakout", 2, backend=backend, **options)
-        steps = rollout(venv, 500)
+        venv = envs.make(
+            "Breakout", 2, backend=backend, groups=groups if backend == "envpool" else 1, **options
+        )
+        steps = rollout(venv, 500, reset_seed=0)
         venv.close()
+        assert not any((folder / ".partial").iterdir())  # the game in progress at close was dropped
     games = [g for s in steps[1:] for g in envs.finished_episodes(s[4]) if g[0] == 0]  # env 0's games
     files = sorted(p.name for p in folders["envpool"].glob("*.mp4"))
-    assert files == [f"episode-{i:06d}-score-{g[1]:g}.mp4" for i, g in enumerate(games)] and len(files) >= 1
+    assert files == [f"episode-{i:06d}-score-{g[1]:g}.mp4" for i, g in enumerate(games)] and files
     assert files == sorted(p.name for p in folders["sync"].glob("*.mp4"))
     for name in files:
         pooled, plain = (envs.video.read_mp4(folder / name) for folder in folders.values())

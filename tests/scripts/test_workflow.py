@@ -263,5 +263,7 @@ def test_env_groups_apply_where_envpool_steps_the_envs_and_a_note_says_why_not(a
     env = trainer._make_env(0, options)
     env.close()
     assert getattr(env, "num_groups", 1) == groups
+    if groups > 1 and run.video_every > 0:  # EnvPool films env 0 itself
+        assert env.unwrapped.video is not None
     err = capsys.readouterr().err
     assert (note in err) if note else "note:" not in err
