@@ -105,7 +105,7 @@ def cmd_envs(args: argparse.Namespace) -> None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name: the same VM size has run on different host CPUs here, at different speeds."""
+    """The CPU's model name, so that figures from different machines are not read as alike."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
