@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +24,6 @@ def mp4_writer(path: str | Path, fps: int = 30) -> Any:
     path.parent.mkdir(parents=True, exist_ok=True)
     return imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1,
                               pixelformat="yuv444p")  # fmt: skip
-
-
-def write_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: int = 30) -> Path:
-    """Write (H, W, 3) uint8 frames to an mp4 (see `mp4_writer`)."""
-    with mp4_writer(path, fps) as w:
-        for frame in frames:
-            w.append_data(np.asarray(frame, dtype=np.uint8))
-    return Path(path)
 
 
 def read_mp4(path: str | Path) -> np.ndarray:

@@ -328,8 +328,10 @@ def test_gymnasium_only_options_refuse_envpool_and_auto_picks_gymnasium() -> Non
 def test_mp4_round_trip(tmp_path: Any) -> None:
     y, x = np.mgrid[0:210, 0:160]
     frames = [np.stack([(x + 8 * t) % 256, y, np.full_like(x, 128)], -1).astype(np.uint8) for t in range(12)]
-    path = envs.video.write_mp4(frames, tmp_path / "clip.mp4")
-    back = envs.video.read_mp4(path)
+    with envs.video.mp4_writer(tmp_path / "clip.mp4") as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    back = envs.video.read_mp4(tmp_path / "clip.mp4")
     assert back.shape == (12, 210, 160, 3) and back.dtype == np.uint8
     assert np.abs(back.astype(int) - np.stack(frames)).mean() < 3
 
