@@ -6,7 +6,8 @@ where the policy term is the supervised core's advantage-weighted cross-entropy 
 return bootstrapped from V (GAE with lambda = 1 gives exactly that). One shared Nature CNN for pixels.
 
 Deviations: synchronous (as OpenAI baselines' A2C) instead of A3C's asynchronous workers; the reset step
-of gymnasium's NEXT_STEP autoreset is masked out; truncated episodes bootstrap from their final frame.
+of gymnasium's NEXT_STEP autoreset is dropped from the batch (`Rollout.policy_batch`), not a transition;
+truncated episodes bootstrap from their final frame.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import torch
 from torch import nn
 
 import nets
-from agents.common import num_discrete_actions
+from agents.common import check_config, num_discrete_actions
+from agents.interface import AgentSpec
 from agents.returns import gae
-from agents.rollout import RolloutCollector, greedy_actions, sample_actions, state_values
+from agents.rollout import PolicyBatch, RolloutCollector, greedy_actions, sample_actions, state_values
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,10 @@ class Config:
     bf16: bool = True
     """bfloat16 autocast for the network where the device runs it natively; losses stay float32."""
 
-    def validate(self) -> None:
-        positive = {
-            "frames": self.frames,
-            "num_envs": self.num_envs,
-            "env_groups": self.env_groups,
-            "num_steps": self.num_steps,
-            "lr": self.lr,
-        }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    def __post_init__(self) -> None:
+        check_config(self, positive=("frames", "num_envs", "env_groups", "num_steps", "lr", "rms_eps", "gamma"),
+                     non_negative=("ent_coef", "vf_coef", "max_grad_norm"),
+                     unit=("rms_alpha", "gamma", "gae_lambda"))  # fmt: skip
 
 
 PRESETS = {
@@ -108,16 +103,17 @@ class A2C:
     def value(self, obs: np.ndarray) -> torch.Tensor:
         return state_values(self.act_net, obs, self.device, self.bf16)
 
-    def update(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One gradient step on a flattened rollout."""
-        cfg, valid = self.cfg, b["valid"]
-        share = valid / valid.mean().clamp(min=1e-8)  # masked mean over real transitions only
+    def update(self, b_batch: PolicyBatch) -> dict[str, float]:
+        """One gradient step on a rollout's real transitions (its returns; advantages are R - V here)."""
+        cfg = self.cfg
+        if len(b_batch) == 0:  # every row a reset step (tiny rollouts only): nothing to learn from
+            return {}
         with nets.autocast(self.device, self.bf16):
-            logits, values = self.net(b["obs"])
-        advantages = b["returns"] - values.detach()
-        policy_loss = nets.cross_entropy(logits, b["actions"], weights=advantages * share)
-        value_loss = nets.mse(values, b["returns"], weights=share)
-        entropy = nets.entropy(logits, weights=share)
+            logits, values = self.net(b_batch.obs)
+        advantages = b_batch.returns - values.detach()
+        policy_loss = nets.cross_entropy(logits, b_batch.actions, weights=advantages)
+        value_loss = nets.mse(values, b_batch.returns)
+        entropy = nets.entropy(logits)
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -158,9 +154,12 @@ def train(
         nets.optim.set_lr(agent.optimizer, cfg.lr * frac)
         rollout = yield from collector.collect(agent, global_step)
         global_step += cfg.num_steps * env.num_envs
-        _, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
-                         rollout.episode_ends, cfg.gamma, cfg.gae_lambda)  # fmt: skip
-        metrics = agent.update(rollout.flat(returns=returns))
+        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
+                                  rollout.episode_ends, cfg.gamma, cfg.gae_lambda)  # fmt: skip
+        metrics = agent.update(rollout.policy_batch(advantages, returns))  # reset steps dropped
         if global_step - last_log >= log_every:
             last_log = global_step
             yield global_step, [{**metrics, "charts/learning_rate": cfg.lr * frac}]
+
+
+SPEC = AgentSpec("a2c", Config, PRESETS, make_agent, train, resumable=("frames", "env_groups"))

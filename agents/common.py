@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -39,3 +41,24 @@ def num_discrete_actions(env: gym.vector.VectorEnv, agent: str) -> int:
     if not isinstance(space, gym.spaces.Discrete):
         raise ValueError(f"{agent} here needs discrete actions, the env has {space}")
     return int(space.n)
+
+
+class ConfigError(Exception):
+    """A config field holds a value it cannot take; the message names the command-line option. Not a
+    ValueError, so that tyro lets it through to our one-line error instead of drawing its own box."""
+
+
+def check_config(
+    cfg: object, *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+    unit: tuple[str, ...] = (),
+) -> None:  # fmt: skip
+    """Validate a Config from its `__post_init__`: each named field must be a finite number that is > 0
+    (`positive`), >= 0 (`non_negative`) or in [0, 1] (`unit`), or None where the field is optional. The
+    error names the command-line flag."""
+    checks = [(positive, lambda v: v > 0, "positive"), (non_negative, lambda v: v >= 0, ">= 0"),
+              (unit, lambda v: 0 <= v <= 1, "in [0, 1]")]  # fmt: skip
+    for names, ok, what in checks:
+        for name in names:
+            value = getattr(cfg, name)
+            if value is not None and not (math.isfinite(value) and ok(value)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be {what}, got {value}")

@@ -24,7 +24,8 @@ import torch
 
 import envs
 import nets
-from agents.common import linear_schedule, num_discrete_actions, to_device
+from agents.common import ConfigError, check_config, linear_schedule, num_discrete_actions, to_device
+from agents.interface import AgentSpec
 from agents.replay import ReplayBuffer, Transitions
 
 
@@ -84,24 +85,28 @@ class Config:
     """bfloat16 autocast for the network where the device runs it natively (AVX512-BF16/AMX CPUs,
     Ampere+ GPUs); weights, targets, loss and Adam stay float32. About 2x faster on the CNN here."""
 
-    def validate(self) -> None:
-        positive = {"frames": self.frames, "num_envs": self.num_envs, "buffer_size": self.buffer_size,
-                    "batch_size": self.batch_size, "lr": self.lr, "train_every": self.train_every,
-                    "target_update_every": self.target_update_every, "n_step": self.n_step}  # fmt: skip
-        for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    def __post_init__(self) -> None:
+        check_config(self, positive=("frames", "num_envs", "buffer_size", "batch_size", "lr", "adam_eps",
+                                     "gamma", "train_every", "gradient_steps", "target_update_every", "n_step",
+                                     "max_grad_norm"), non_negative=("learning_starts", "eps_decay_steps"),
+                     unit=("gamma", "eps_start", "eps_end", "eval_epsilon", "per_alpha", "per_beta_start"))  # fmt: skip
         if self.buffer_size < self.batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"--buffer-size {self.buffer_size} is smaller than --batch-size {self.batch_size}"
             )
         if self.learning_starts > self.buffer_size:
-            raise ValueError(
+            raise ConfigError(
                 f"--learning-starts {self.learning_starts} exceeds --buffer-size {self.buffer_size}"
             )
         if not 0 <= self.eps_end <= self.eps_start <= 1:
-            raise ValueError("epsilons must satisfy 0 <= eps-end <= eps-start <= 1")
-        nets.get_loss(self.loss)
+            raise ConfigError("epsilons must satisfy 0 <= eps-end <= eps-start <= 1")
+        if self.loss not in nets.losses.LOSSES:
+            raise ConfigError(f"--loss {self.loss!r}: choose one of {', '.join(nets.losses.LOSSES)}")
+
+    @property
+    def env_groups(self) -> int:
+        """DQN steps all its envs at once (the run layer asks every agent)."""
+        return 1
 
 
 PRESETS = {
@@ -135,6 +140,9 @@ class DQN:
         self.target_q = nets.InferenceCopy(self.target_q_net, self.bf16)
         self.rng = np.random.default_rng(seed)
         self.updates = 0
+        # |TD errors| (B,) of the last update's batch, set by `update`: the loop hands them to prioritized
+        # replay's `update_priorities(batch.indices, agent.td_abs)`.
+        self.td_abs = np.zeros(0, dtype=np.float32)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
@@ -147,28 +155,24 @@ class DQN:
     def eval_act(self, obs: np.ndarray) -> np.ndarray:
         return self.act(obs, self.cfg.eval_epsilon)
 
-    def update(self, batch: Transitions) -> tuple[dict[str, float], np.ndarray]:
-        """One gradient step on a replay batch. Returns the metrics and |TD errors| (for priorities)."""
-        obs, next_obs = to_device(batch.obs, self.device), to_device(batch.next_obs, self.device)
-        actions = to_device(batch.actions, self.device)
-        returns, discounts, weights = (to_device(x, self.device) for x in (batch.returns, batch.discounts,
-                                                                            batch.weights))  # fmt: skip
+    def update(self, batch: Transitions) -> dict[str, float]:
+        """One gradient step on a replay batch; returns the metrics and leaves |TD errors| in `td_abs`."""
+        b = batch.to(self.device)  # uint8 frames stay uint8 until the network
         with torch.no_grad(), nets.autocast(self.device, self.bf16):
-            next_q_target = self.target_q(next_obs).float()  # (B, A)
-            next_q_online = self.q_net(next_obs).float() if self.cfg.double else None
-        targets = td_targets(returns, discounts, next_q_target, next_q_online)
+            next_q_target = self.target_q(b.next_obs).float()  # (B, A)
+            next_q_online = self.q_net(b.next_obs).float() if self.cfg.double else None
+        targets = td_targets(b.returns, b.discounts, next_q_target, next_q_online)
         with nets.autocast(self.device, self.bf16):
-            q = self.q_net(obs).float().gather(1, actions[:, None]).squeeze(1)
-        loss = self.loss_fn(q, targets, weights)
+            q = self.q_net(b.obs).float().gather(1, b.actions[:, None]).squeeze(1)
+        loss = self.loss_fn(q, targets, b.weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
         self.updates += 1
-        td = (targets - q).detach()
-        metrics = {"losses/td_loss": loss.item(), "losses/q_values": q.mean().item(),
-                   "losses/grad_norm": grad_norm.item()}  # fmt: skip
-        return metrics, td.abs().cpu().numpy()
+        self.td_abs = (targets - q).detach().abs().cpu().numpy()
+        return {"losses/td_loss": loss.item(), "losses/q_values": q.mean().item(),
+                "losses/grad_norm": grad_norm.item()}  # fmt: skip
 
     def sync_target(self) -> None:
         self.target_q_net.load_state_dict(self.q_net.state_dict())
@@ -232,7 +236,7 @@ def train(
         epsilon = linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps, global_step)
         actions = agent.act(obs, epsilon)
         next_obs, rewards, terminations, truncations, info = env.step(actions)
-        replay.add(actions, rewards, terminations, next_obs, truncations)
+        replay.add(actions, rewards, terminations, next_obs, envs.first_of_episode(info))
         obs = next_obs
         prev_step, global_step = global_step, global_step + env.num_envs
         rows = [{"episode_return": score, "episode_length": length}
@@ -243,8 +247,8 @@ def train(
             beta = linear_schedule(cfg.per_beta_start, 1.0, total_steps, global_step)
             for _ in range(_crossings(prev_step, global_step, cfg.train_every) * cfg.gradient_steps):
                 batch = replay.sample(cfg.batch_size, beta)
-                metrics, td_abs = agent.update(batch)
-                replay.update_priorities(batch.indices, td_abs)
+                metrics = agent.update(batch)
+                replay.update_priorities(batch.indices, agent.td_abs)
             if _crossings(prev_step, global_step, cfg.target_update_every):
                 agent.sync_target()
         if global_step - last_log >= log_every:
@@ -256,3 +260,6 @@ def train(
 def _crossings(before: int, after: int, every: int) -> int:
     """How many multiples of `every` lie in (before, after]: due events when steps advance in chunks."""
     return after // every - before // every
+
+
+SPEC = AgentSpec("dqn", Config, PRESETS, make_agent, train, make_replay=make_replay)

@@ -8,7 +8,9 @@ annealed learning rate and clip range, and an optional early stop when the appro
 target. Defaults are the paper's Atari settings (Table 5), as CleanRL and the SB3 zoo use them.
 
 Deviations: with gymnasium's NEXT_STEP autoreset the step after an episode end is a reset, not a
-transition; it is masked out of every loss. Truncated episodes bootstrap from their final observation.
+transition; it is dropped from the batch (`Rollout.policy_batch`), so an epoch's minibatches are
+len(batch) // minibatches rows and the few rows left over sit that epoch out. Truncated episodes bootstrap
+from their final observation.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import torch
 from torch import nn
 
 import nets
-from agents.common import num_discrete_actions, take_rows
+from agents.common import ConfigError, check_config, num_discrete_actions
+from agents.interface import AgentSpec
 from agents.returns import gae
-from agents.rollout import RolloutCollector, greedy_actions, sample_actions, state_values
+from agents.rollout import PolicyBatch, RolloutCollector, greedy_actions, sample_actions, state_values
 
 
 @dataclass(frozen=True)
@@ -75,25 +78,14 @@ class Config:
     bf16: bool = True
     """bfloat16 autocast for the network where the device runs it natively; losses stay float32."""
 
-    def validate(self) -> None:
-        positive = {
-            "frames": self.frames,
-            "num_envs": self.num_envs,
-            "env_groups": self.env_groups,
-            "num_steps": self.num_steps,
-            "epochs": self.epochs,
-            "minibatches": self.minibatches,
-            "lr": self.lr,
-        }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    def __post_init__(self) -> None:
+        check_config(self, positive=("frames", "num_envs", "env_groups", "num_steps", "epochs", "minibatches",
+                                     "lr", "adam_eps", "gamma"), non_negative=("clip", "ent_coef", "vf_coef",
+                                     "max_grad_norm"), unit=("gamma", "gae_lambda"))  # fmt: skip
         if self.num_envs * self.num_steps < self.minibatches:
-            raise ValueError(
+            raise ConfigError(
                 f"a rollout of {self.num_envs}x{self.num_steps} cannot fill {self.minibatches} minibatches"
             )
-        if not 0 <= self.gae_lambda <= 1 or not 0 < self.gamma <= 1:
-            raise ValueError("--gamma must be in (0, 1] and --gae-lambda in [0, 1]")
 
 
 PRESETS = {
@@ -135,6 +127,7 @@ class PPO:
         self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
         self.act_net = nets.InferenceCopy(self.net, self.bf16, self.optimizer)  # cast once per update
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.clip = cfg.clip  # the surrogate's clip range eps: the loop anneals it, as it does the lr
 
     def act(self, obs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
@@ -147,60 +140,56 @@ class PPO:
     def value(self, obs: np.ndarray) -> torch.Tensor:
         return state_values(self.act_net, obs, self.device, self.bf16)
 
-    def update(self, rollout: dict[str, torch.Tensor], clip: float) -> dict[str, float]:
-        """`epochs` passes of minibatch PPO on a flattened rollout (b_ tensors of length T*N)."""
+    def update(self, b_batch: PolicyBatch) -> dict[str, float]:
+        """`epochs` passes of minibatch PPO, with clip range `self.clip`, over a rollout's real
+        transitions; minibatches of len(b_batch) // minibatches rows."""
         cfg = self.cfg
-        b_size = len(rollout["actions"])
-        mb_size = b_size // cfg.minibatches
+        b_size = len(b_batch)
+        if b_size == 0:  # every row a reset step (tiny rollouts only): nothing to learn from
+            return {}
+        mb_size = max(1, b_size // cfg.minibatches)
         stats: dict[str, list[float]] = {
             k: [] for k in ("policy", "value", "entropy", "approx_kl", "clipfrac")
         }
         for _ in range(cfg.epochs):
             order = torch.randperm(b_size, generator=self.generator, device=self.device)
-            for start in range(0, mb_size * cfg.minibatches, mb_size):
-                mb = {k: take_rows(v, order[start : start + mb_size]) for k, v in rollout.items()}
-                mb_stats = self._minibatch_step(mb, clip)
+            for start in range(0, min(mb_size * cfg.minibatches, b_size), mb_size):
+                mb_stats = self._minibatch_step(b_batch.take(order[start : start + mb_size]))
                 for k, v in mb_stats.items():
                     stats[k].append(v)
             if cfg.target_kl is not None and np.mean(stats["approx_kl"][-cfg.minibatches :]) > cfg.target_kl:
                 break
         return {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
 
-    def _minibatch_step(self, mb: dict[str, torch.Tensor], clip: float) -> dict[str, float]:
-        cfg, mask = self.cfg, mb["valid"]
-        n = mask.sum().clamp(min=1.0)
-
-        def masked_mean(x: torch.Tensor) -> torch.Tensor:
-            return (x * mask).sum() / n
-
+    def _minibatch_step(self, mb_batch: PolicyBatch) -> dict[str, float]:
+        cfg, clip = self.cfg, self.clip
         with nets.autocast(self.device, self.bf16):
-            logits, values = self.net(mb["obs"])
+            logits, values = self.net(mb_batch.obs)
         log_probs = torch.log_softmax(logits, -1)
-        new_logprobs = log_probs.gather(1, mb["actions"][:, None]).squeeze(1)
-        log_ratio = new_logprobs - mb["logprobs"]
+        new_logprobs = log_probs.gather(1, mb_batch.actions[:, None]).squeeze(1)
+        log_ratio = new_logprobs - mb_batch.logprobs
         ratio = log_ratio.exp()
-        adv = mb["advantages"]
+        adv = mb_batch.advantages
         if cfg.norm_adv:
-            mean = masked_mean(adv)
-            std = masked_mean((adv - mean) ** 2).sqrt()
+            mean = adv.mean()
+            std = ((adv - mean) ** 2).mean().sqrt()
             adv = (adv - mean) / (std + 1e-8)
-        policy_loss = masked_mean(clipped_surrogate(adv, ratio, clip))
+        policy_loss = clipped_surrogate(adv, ratio, clip).mean()
+        old_values, returns = mb_batch.values, mb_batch.returns
         if cfg.clip_value:
-            clipped = mb["values"] + (values - mb["values"]).clamp(-clip, clip)
-            value_loss = 0.5 * masked_mean(
-                torch.max((values - mb["returns"]) ** 2, (clipped - mb["returns"]) ** 2)
-            )
+            clipped = old_values + (values - old_values).clamp(-clip, clip)
+            value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2).mean()
         else:
-            value_loss = 0.5 * masked_mean((values - mb["returns"]) ** 2)
-        entropy_mean = nets.entropy(logits, weights=mask * len(mask) / n)  # the same masked mean
+            value_loss = 0.5 * ((values - returns) ** 2).mean()
+        entropy_mean = nets.entropy(logits)
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         with torch.no_grad():  # Schulman's unbiased low-variance KL estimator, (r - 1) - log r
-            approx_kl = masked_mean((ratio - 1) - log_ratio).item()
-            clipfrac = masked_mean(((ratio - 1).abs() > clip).float()).item()
+            approx_kl = ((ratio - 1) - log_ratio).mean().item()
+            clipfrac = ((ratio - 1).abs() > clip).float().mean().item()
         return {
             "policy": policy_loss.item(),
             "value": value_loss.item(),
@@ -240,12 +229,16 @@ def train(
     while global_step < total_steps:
         frac = 1.0 - global_step / total_steps if cfg.anneal else 1.0
         nets.optim.set_lr(agent.optimizer, cfg.lr * frac)
+        agent.clip = cfg.clip * frac
         rollout = yield from collector.collect(agent, global_step)
         global_step += cfg.num_steps * env.num_envs
         advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
                                   rollout.episode_ends, cfg.gamma, cfg.gae_lambda)  # fmt: skip
-        metrics = agent.update(rollout.flat(advantages=advantages, returns=returns), cfg.clip * frac)
+        metrics = agent.update(rollout.policy_batch(advantages, returns))  # reset steps dropped
         yield (
             global_step,
             [{**metrics, "charts/learning_rate": cfg.lr * frac, "charts/clip": cfg.clip * frac}],
         )
+
+
+SPEC = AgentSpec("ppo", Config, PRESETS, make_agent, train, resumable=("frames", "env_groups"))

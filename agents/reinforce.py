@@ -25,7 +25,8 @@ import torch
 
 import envs
 import nets
-from agents.common import num_discrete_actions, to_device
+from agents.common import ConfigError, check_config, num_discrete_actions, to_device
+from agents.interface import AgentSpec
 from agents.returns import discounted_returns
 
 
@@ -62,14 +63,18 @@ class Config:
     preprocess: str = "karpathy"
     """Atari observation: "karpathy" (80x80 difference frame) or "nature" (84x84x4 stack, Nature CNN)."""
 
-    def validate(self) -> None:
-        for name in ("frames", "batch_games", "lr"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+    def __post_init__(self) -> None:
+        check_config(self, positive=("frames", "batch_games", "lr", "gamma"), non_negative=("ent_coef",),
+                     unit=("gamma",))  # fmt: skip
         if self.num_envs != 1:
-            raise ValueError("REINFORCE plays whole episodes in one env; use --num-envs 1")
+            raise ConfigError("REINFORCE plays whole episodes in one env; use --num-envs 1")
         if self.preprocess not in ("karpathy", "nature"):
-            raise ValueError(f"--preprocess {self.preprocess!r}: choose karpathy or nature")
+            raise ConfigError(f"--preprocess {self.preprocess!r}: choose karpathy or nature")
+
+    @property
+    def env_groups(self) -> int:
+        """REINFORCE plays in one env (the run layer asks every agent)."""
+        return 1
 
 
 PRESETS = {
@@ -93,6 +98,15 @@ PRESETS = {
 def env_options(cfg: Config, kind: str) -> dict[str, str]:
     """Observation options this agent needs from envs.make (recorded in checkpoints for watch/evaluate)."""
     return {"preprocess": cfg.preprocess} if kind == "atari" else {}
+
+
+@dataclass
+class EpisodeBatch:
+    """The steps of whole episodes as flat rows, for `Reinforce.update`."""
+
+    obs: torch.Tensor  # (B, 6400) float32 difference frames | (B, 4, 84, 84) uint8 | (B, D) float32
+    actions: torch.Tensor  # (B,) int64: indices into `Reinforce.env_actions`, not env actions
+    returns: torch.Tensor  # (B,) discounted returns G_t
 
 
 class Reinforce:
@@ -132,11 +146,9 @@ class Reinforce:
     def eval_act(self, obs: np.ndarray) -> np.ndarray:
         return self.env_actions[self.policy(to_device(obs, self.device)).argmax(-1).cpu().numpy()]
 
-    def update(
-        self, obs: torch.Tensor, action_index: torch.Tensor, returns: torch.Tensor
-    ) -> dict[str, float]:
-        """One step on a batch of whole episodes: obs (B, ...), chosen indices (B,), returns G (B,)."""
-        metrics = {}
+    def update(self, b_batch: EpisodeBatch) -> dict[str, float]:
+        """One step on a batch of whole episodes."""
+        obs, returns, metrics = b_batch.obs, b_batch.returns, {}
         if self.value is not None:
             values = self.value(obs)
             advantages = returns - values.detach()
@@ -147,7 +159,7 @@ class Reinforce:
         # Normalising the weights per batch controls the gradient's variance (Karpathy; Sutton & Barto 13.4).
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         logits = self.policy(obs)
-        policy_loss = nets.cross_entropy(logits, action_index, weights=advantages)
+        policy_loss = nets.cross_entropy(logits, b_batch.actions, weights=advantages)
         entropy = nets.entropy(logits)
         self.optimizer.zero_grad(set_to_none=True)
         (policy_loss + value_loss - self.cfg.ent_coef * entropy).backward()
@@ -186,20 +198,20 @@ def train(
     """Play `batch_games` episodes, update, repeat. Yields (global_step, rows) after every step."""
     obs, _ = env.reset(seed=seed)
     N = env.num_envs
-    global_step, prev_done = start_step, np.zeros(N, dtype=bool)
+    global_step = start_step
     steps: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # per step: obs, index, r, end
     games = 0
     while global_step < total_steps:
         actions, index = agent.act(obs)
         next_obs, rewards, terminations, truncations, info = env.step(actions)
         done = terminations | truncations
-        if not prev_done.any():  # NEXT_STEP autoreset: a step after a done only resets (N = 1 here)
+        if not envs.first_of_episode(info).any():  # a first next_obs: a reset step, no transition (N = 1)
             ends = done | ((rewards != 0) if cfg.reset_on_reward else False)
             storable = (
                 obs.astype(np.int8) if obs.dtype == np.float32 and cfg.preprocess == "karpathy" else obs
             )
             steps.append((storable, index, np.asarray(rewards, np.float32), ends))
-        prev_done, obs = done, next_obs
+        obs = next_obs
         global_step += N
         games += int(done.sum())
         rows = [{"episode_return": s, "episode_length": n} for _, s, n in envs.finished_episodes(info)]
@@ -217,6 +229,8 @@ def _update(agent: Reinforce, steps: list, gamma: float) -> dict[str, float]:
     returns = discounted_returns(torch.from_numpy(rewards).to(dev), torch.from_numpy(ends).to(dev), gamma)
     b_obs = torch.from_numpy(obs).to(dev).flatten(0, 1)
     b_obs = b_obs.float() if b_obs.dtype == torch.int8 else b_obs  # int8 storage of {-1, 0, 1} frames
-    return agent.update(b_obs, torch.from_numpy(index).to(dev).flatten(), returns.flatten()) | {
-        "charts/batch_steps": len(steps)
-    }
+    b_batch = EpisodeBatch(b_obs, torch.from_numpy(index).to(dev).flatten(), returns.flatten())
+    return agent.update(b_batch) | {"charts/batch_steps": len(steps)}
+
+
+SPEC = AgentSpec("reinforce", Config, PRESETS, make_agent, train, env_options=env_options)

@@ -6,9 +6,11 @@ of the last `stack` slots, rebuilt when sampling. Where an episode starts, the s
 frames are written as extra slots first, so every window is exactly the stack the env returned (whatever
 the env's padding rule) and no window needs per-sample episode bookkeeping.
 
-With gymnasium's NEXT_STEP autoreset the step after a done returns a reset observation: its slot begins a
-new episode and the final observation before it is not a transition start, so no bogus transition is ever
-sampled. Truncated episodes keep their final observation and bootstrap from it (design rule 4).
+`add` takes the env's first-of-episode flags (`envs.first_of_episode`): a `next_obs` that is first (the
+step after a done, gymnasium's NEXT_STEP reset step, or a life-loss continuation) begins a new episode in
+its env's ring and stores no transition, and the final observation before it is not a transition start,
+so no bogus transition is ever sampled. Truncated episodes keep their final observation and bootstrap from
+it (design rule 4).
 
 Memory per Atari transition: 84*84 frame bytes + 1 (action) + 4 (reward) + 2 (flags) + 4 (priority,
 when prioritized) = ~1.001 x 84 x 84, plus a few extra slots per episode start.
@@ -16,22 +18,34 @@ when prioritized) = ~1.001 x 84 x 84, plus a few extra slots per episode start.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from agents.common import to_device
+
+Array = np.ndarray | torch.Tensor
 
 
 @dataclass
 class Transitions:
-    """A sampled batch (numpy); the agent moves it to its device."""
+    """A sampled batch: numpy from `ReplayBuffer.sample`; `to(device)` gives the same batch as tensors."""
 
-    obs: np.ndarray  # (B, K, 84, 84) uint8 | (B, D) float32
-    actions: np.ndarray  # (B,) int64
-    returns: np.ndarray  # (B,) float32: n-step discounted reward sum
-    next_obs: np.ndarray  # like obs: the observation to bootstrap from
-    discounts: np.ndarray  # (B,) float32: gamma**m, or 0 where the episode terminated within the n steps
-    weights: np.ndarray  # (B,) float32: importance-sampling weights (ones when uniform)
-    indices: np.ndarray  # (B,) int64: flat slots, for priority updates
+    obs: Array  # (B, K, 84, 84) uint8 | (B, D) float32
+    actions: Array  # (B,) int64
+    returns: Array  # (B,) float32: n-step discounted reward sum
+    next_obs: Array  # like obs: the observation to bootstrap from
+    discounts: Array  # (B,) float32: gamma**m, or 0 where the episode terminated within the n steps
+    weights: Array  # (B,) float32: importance-sampling weights (ones when uniform)
+    indices: np.ndarray  # (B,) int64: flat slots, for priority updates (stays numpy, on the CPU)
+
+    def to(self, device: torch.device) -> Transitions:
+        """Every field but `indices` as a tensor on `device`, dtypes kept (uint8 pixels stay uint8)."""
+        moved = {f.name: to_device(getattr(self, f.name), device) for f in dataclasses.fields(self)
+                 if f.name != "indices"}  # fmt: skip
+        return Transitions(**moved, indices=self.indices)
 
 
 class SumTree:
@@ -115,7 +129,6 @@ class ReplayBuffer:
         self.tree = SumTree(num_envs * self.per_env) if prioritized else None
         self.max_priority = 1.0
         self.rng = np.random.default_rng(seed)
-        self._prev_done = np.ones(num_envs, dtype=bool)
 
     def __len__(self) -> int:
         """Number of sampleable transitions."""
@@ -180,12 +193,11 @@ class ReplayBuffer:
         rewards: np.ndarray,  # (N,) rewards as the agent learns them (clipped for Atari training)
         terminated: np.ndarray,  # (N,) bool
         next_obs: np.ndarray,  # (N, ...) as returned by the vector env's step
-        truncated: np.ndarray | None = None,  # (N,) bool
+        first: np.ndarray,  # (N,) bool: next_obs is the first of an episode (envs.first_of_episode(info))
     ) -> None:
         """Record one vector-env step. Call `reset(obs)` once after the env's first reset."""
-        done = terminated | (truncated if truncated is not None else False)
         for e in range(self.num_envs):
-            if self._prev_done[e]:  # NEXT_STEP autoreset: next_obs is a reset observation, not a transition
+            if first[e]:  # a new episode (NEXT_STEP's reset step): next_obs starts it, no transition
                 self._start_episode(e, next_obs[e])
             else:
                 slot = self.pos[e]
@@ -197,13 +209,11 @@ class ReplayBuffer:
                 self.added += 1
                 if self.tree is not None:
                     self.tree.set([e * self.per_env + slot], [self.max_priority**self.alpha])
-        self._prev_done = done.copy()
 
     def reset(self, obs: np.ndarray) -> None:
         """Start every env's episode from the observations of the vector env's reset()."""
         for e in range(self.num_envs):
             self._start_episode(e, obs[e])
-        self._prev_done[:] = False
 
     # ------------------------------------------------------------------ sampling
     def _stacked(self, env: np.ndarray, slot: np.ndarray) -> np.ndarray:

@@ -1,13 +1,18 @@
 """On-policy rollouts for the policy-gradient agents (A2C, PPO): T steps of N envs as tensors.
 
-With gymnasium's NEXT_STEP autoreset the step after an episode end only resets its env: `valid` is False
-there and every loss masks it out. V(s_{t+1}) is read from the next row's V(s_t): at an episode end that
-row holds the final observation, so truncated episodes bootstrap from it (design rule 4).
+The envs mark each observation that starts an episode (`envs.first_of_episode`), and the rollout keeps
+those flags beside its observation rows: `firsts[t]` is True where obs[t] is the first of its episode,
+row T being the observation after the rollout. A step that returns a first observation is gymnasium's
+NEXT_STEP reset step (or a life-loss continuation), not a transition: row t is a real transition exactly
+where ~firsts[t + 1], and `Rollout.policy_batch` drops the other rows. V(s_{t+1}) is read from the next
+row's V(s_t): at an episode end that row holds the final observation, so truncated episodes bootstrap
+from it (design rule 4). Recurrent agents reset their state where firsts[:-1].
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +23,29 @@ import torch
 
 import envs
 import nets
-from agents.common import to_device
+from agents.common import take_rows, to_device
 
 Rows = list[dict[str, float]]
 Net = Callable[[torch.Tensor], Any]  # an actor-critic module, or its nets.InferenceCopy
+
+
+@dataclass
+class PolicyBatch:
+    """The real transitions of a rollout as flat rows (B <= T*N), for the policy-gradient updates."""
+
+    obs: torch.Tensor  # (B, 4, 84, 84) uint8, channels-last in memory | (B, D) float32
+    actions: torch.Tensor  # (B,) int64
+    logprobs: torch.Tensor  # (B,) log pi_old(a|s)
+    values: torch.Tensor  # (B,) V_old(s)
+    advantages: torch.Tensor  # (B,)
+    returns: torch.Tensor  # (B,) value targets
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def take(self, index: torch.Tensor) -> PolicyBatch:
+        """The rows `index` (int64 on the batch's device), e.g. a minibatch; images stay channels-last."""
+        return PolicyBatch(*(take_rows(getattr(self, f.name), index) for f in dataclasses.fields(self)))
 
 
 @dataclass
@@ -34,12 +58,17 @@ class Rollout:
     rewards: torch.Tensor  # (T, N)
     terminated: torch.Tensor  # (T, N) bool
     episode_ends: torch.Tensor  # (T, N) bool: terminated or truncated
-    valid: torch.Tensor  # (T, N) float: 0 on autoreset steps
+    firsts: torch.Tensor  # (T + 1, N) bool: obs row t is the first of its episode; row T, the next obs
 
-    def flat(self, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
-        """b_ tensors of length T*N for minibatching: obs, actions, logprobs, values, valid and `extra`."""
-        names = ("obs", "actions", "logprobs", "values", "valid")
-        return {k: v.flatten(0, 1) for k, v in {**{n: getattr(self, n) for n in names}, **extra}.items()}
+    def policy_batch(self, advantages: torch.Tensor, returns: torch.Tensor) -> PolicyBatch:
+        """The real transitions as b_ rows (row t of env n is flat row t*N + n): the rows whose next
+        observation is first (NEXT_STEP's reset steps, which only reset their env) are dropped."""
+        fields = (self.obs, self.actions, self.logprobs, self.values, advantages, returns)
+        b_all = PolicyBatch(*(x.flatten(0, 1) for x in fields))  # views: no copy
+        real = ~self.firsts[1:].flatten()  # (T*N,) bool
+        if bool(real.all()):
+            return b_all
+        return b_all.take(real.nonzero().squeeze(1))  # one gather per rollout, in order
 
 
 @torch.inference_mode()
@@ -96,9 +125,9 @@ class RolloutCollector:
         else:
             rows = torch.zeros((*lead, *space.shape), dtype=obs_dtype, device=device)
         self.obs_buf, self.obs = rows[: self.T], rows[self.T]
-        obs, _ = env.reset(seed=seed)
+        obs, info = env.reset(seed=seed)
         self._arrive(slice(0, self.N), obs)
-        self.prev_done = np.zeros(self.N, dtype=bool)
+        self.first = envs.first_of_episode(info).copy()  # (N,) bool: of the latest observations
         self.groups: list[slice] = getattr(env, "group_slices", [slice(0, self.N)])
         self.act_threads: int | None = None
         if len(self.groups) > 1 and device.type == "cpu":
@@ -135,14 +164,15 @@ class RolloutCollector:
         # device once per rollout.
         actions_buf = np.zeros((T, N), dtype=np.int64)
         rewards = np.zeros((T, N), dtype=np.float32)
-        terminated, ends, valid = (np.zeros((T, N), dtype=bool) for _ in range(3))
+        terminated, ends = np.zeros((T, N), dtype=bool), np.zeros((T, N), dtype=bool)
+        firsts = np.zeros((T + 1, N), dtype=bool)
 
         def receive(group: int, t: int) -> Rows:  # the step sent for `group` at row t
             sl = groups[group]
             obs, reward, term, trunc, info = self._recv(group)
             self._arrive(sl, obs)
-            self.prev_done[sl] = term | trunc
-            rewards[t, sl], terminated[t, sl], ends[t, sl] = reward, term, self.prev_done[sl]
+            self.first[sl] = envs.first_of_episode(info)
+            rewards[t, sl], terminated[t, sl], ends[t, sl] = reward, term, term | trunc
             return [{"episode_return": score, "episode_length": length}
                     for _, score, length in envs.finished_episodes(info)]  # fmt: skip
 
@@ -152,7 +182,7 @@ class RolloutCollector:
                     obs = self.obs[sl]  # a view: `act` reads it before the next observations arrive
                     actions, logprobs[t, sl], values[t, sl] = agent.act(obs)
                     self.obs_buf[t, sl] = obs
-                    actions_buf[t, sl], valid[t, sl] = actions, ~self.prev_done[sl]
+                    actions_buf[t, sl], firsts[t, sl] = actions, self.first[sl]
                     self._send(g, actions)
                     following = (g + 1) % len(groups)  # in flight since row t (group 0) or t - 1
                     if t == 0 and following > g:
@@ -164,6 +194,7 @@ class RolloutCollector:
             rows = receive(group, T - 1)
             global_step += groups[group].stop - groups[group].start
             yield global_step, rows
+        firsts[T] = self.first
         next_values = torch.cat([values[1:], agent.value(self.obs)[None]])
         return Rollout(self.obs_buf, *(to_device(a, dev) for a in (actions_buf, logprobs, values, next_values,
-                       rewards, terminated, ends, valid.astype(np.float32))))  # fmt: skip
+                       rewards, terminated, ends, firsts)))  # fmt: skip

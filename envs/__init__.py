@@ -1,4 +1,5 @@
-"""Atari from pixels (and classic control) as batched gymnasium vector envs: `make`, `finished_episodes`.
+"""Atari from pixels (and classic control) as batched gymnasium vector envs: `make`, `finished_episodes`,
+`first_of_episode`.
 
 Usage (see envs/factory.py for the autoreset rule, envs/atari.py for the protocol and its options):
 
@@ -6,20 +7,36 @@ envs = make("Pong", num_envs=8, seed=1)          # (8, 4, 84, 84) uint8, trainin
 obs, info = envs.reset()
 obs, reward, terminations, truncations, info = envs.step(envs.action_space.sample())
 for env_index, score, length in finished_episodes(info): ...   # raw scores of whole games
+first = first_of_episode(info)   # (8,) bool: obs[i] starts an episode (all after reset; the NEXT_STEP
+                                 # reset step after a done; a training life-loss continuation): the step
+                                 # that returned it is not a transition
 """
 
 from envs import video
 from envs.atari import AtariOptions
 from envs.envpool_backend import envpool_available
-from envs.factory import choose_backend, finished_episodes, make, make_single, resolve, valid_names
+from envs.factory import (
+    choose_backend,
+    finished_episodes,
+    first_of_episode,
+    frames_per_step,
+    make,
+    make_single,
+    num_groups,
+    resolve,
+    valid_names,
+)
 
 __all__ = [
     "AtariOptions",
     "choose_backend",
     "envpool_available",
     "finished_episodes",
+    "first_of_episode",
+    "frames_per_step",
     "make",
     "make_single",
+    "num_groups",
     "resolve",
     "valid_names",
     "video",

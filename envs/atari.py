@@ -33,6 +33,7 @@ import numpy as np
 Mode = Literal["train", "eval"]
 STAT_SCORE = "game_score"  # info key: raw score of a finished whole game
 STAT_LENGTH = "game_length"  # info key: its length in agent steps
+FIRST = "first"  # vector-env info key: (N,) bool, this observation is the first of an episode
 
 
 @dataclass(frozen=True)

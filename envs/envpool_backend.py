@@ -4,7 +4,9 @@ EnvPool runs the emulator, no-ops/FIRE, frame skip with max-pool, INTER_AREA res
 C++ threads. We run it with episodic_life=False and reward_clip=False and do, in this thin adapter, what
 the gymnasium stack does in `WholeGame`, `EpisodicLife` and `ClipReward`: whole-game statistics from the
 raw reward, terminated=True at a life loss followed by one NOOP continuation step (reported like a reset
-step: reward 0), and clipping. EnvPool autoresets in NEXT_STEP mode like gymnasium, so boundaries agree.
+step: reward 0), and clipping. EnvPool autoresets in NEXT_STEP mode like gymnasium, so boundaries agree,
+and info["first"] (`envs.first_of_episode`) marks the same steps as the gymnasium backends: all envs after
+reset(), then EnvPool's reset steps (`pool_done`) and the life-loss continuations (`continuing`).
 With `video`, env 0's pool also renders its screen after each of its steps for `envs.video.GameVideos`, as
 the gymnasium stack's `VideoRecorder` does below EpisodicLife: whole games, life-loss continuations
 included.
@@ -21,7 +23,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from envs.atari import STAT_LENGTH, STAT_SCORE, AtariOptions
+from envs.atari import FIRST, STAT_LENGTH, STAT_SCORE, AtariOptions
 from envs.video import GameVideos
 
 
@@ -136,7 +138,8 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         info = {"lives": self.lives} if "lives" in infos[0] else {}
         if self.video is not None:
             self.video.new_game(self._screen)
-        return self._obs(np.concatenate(obs)), self._info(info, np.zeros(self.num_envs, bool))
+        done, first = np.zeros(self.num_envs, bool), np.ones(self.num_envs, bool)
+        return self._obs(np.concatenate(obs)), self._info(info, done, first)
 
     def _screen(self) -> np.ndarray:  # env 0's RGB screen, (210, 160, 3) uint8 on Atari
         return self.pools[0].render(env_ids=[0])[0]
@@ -163,7 +166,8 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         self.pools[group].send(actions)
 
     def recv(self, group: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Wait for `group`'s step: (obs, reward, terminated, truncated, info) of its envs only."""
+        """Wait for `group`'s step: (obs, reward, terminated, truncated, info) of its envs only (info's
+        arrays, the first-of-episode flags included, cover the group's envs)."""
         cont, sl = self.in_flight[group], self.group_slices[group]
         obs, reward, terminated, truncated, info = self.pools[group].recv()
         del self.in_flight[group]
@@ -186,12 +190,13 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         reward = np.sign(raw) if self.clip_rewards else raw.copy()
         reward[cont | fresh] = 0.0  # both are reset steps for the agent
         terminated = np.asarray(terminated, bool) | life_lost
-        info_out = self._info(info, done, sl)
+        info_out = self._info(info, done, fresh | cont, sl)  # both start an episode
         self.pool_done[sl], self.continuing[sl] = done, life_lost
         return self._obs(obs), reward.astype(np.float32), terminated, np.asarray(truncated, bool), info_out
 
-    def _info(self, info: dict, done: np.ndarray, sl: slice = slice(None)) -> dict:
+    def _info(self, info: dict, done: np.ndarray, first: np.ndarray, sl: slice = slice(None)) -> dict:
         out: dict[str, Any] = {
+            FIRST: first,
             STAT_SCORE: np.where(done, self.score[sl], 0.0),
             f"_{STAT_SCORE}": done.copy(),
             STAT_LENGTH: np.where(done, self.length[sl], 0),

@@ -2,8 +2,12 @@
 
 Only this package knows gymnasium's autoreset rules: every env made here autoresets in NEXT_STEP mode
 (gymnasium's default, and EnvPool's): after a step with terminated or truncated set for env i, the *next*
-step ignores env i's action and returns its reset observation with reward 0 and both flags False. Agents
-must not store that step as a transition.
+step ignores env i's action and returns its reset observation with reward 0 and both flags False. So every
+env reports, as dm_env and Dopamine do, whether each observation it returns is the FIRST of an episode:
+`first_of_episode(info)`, True for every env after reset(), on that NEXT_STEP reset step, and (train mode)
+on the continuation step after a life loss, which EpisodicLife reports as an episode end. Agents read the
+flag and never track the previous step's done: a step whose returned observation is first is not a
+transition (rollouts and replay skip it), and recurrent agents reset their state there.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from envs.atari import STAT_LENGTH, STAT_SCORE, AtariOptions, Mode, WholeGame, ale_env, wrap_atari
+from envs.atari import FIRST, STAT_LENGTH, STAT_SCORE, AtariOptions, Mode, WholeGame, ale_env, wrap_atari
 from envs.envpool_backend import EnvPoolVectorEnv, atari_kwargs, check_groups, envpool_available
 from envs.video import GameVideos, VideoRecorder
 
@@ -113,17 +117,32 @@ def make_single(game: str, *, mode: Mode = "train", env_index: int = 0, **option
     return wrap_atari(ale_env(spec.env_id, opts), opts, video)
 
 
-class _SeedFirstReset(gym.vector.VectorWrapper):
-    """Uses make()'s seed for the first reset, so env i starts from seed + i without the caller passing it."""
+class _EpisodeStarts(gym.vector.VectorWrapper):
+    """The gymnasium backends' episode boundary: info[FIRST] marks each env whose returned observation is
+    the first of an episode (all after reset(); after a step, the envs whose previous step ended, whose
+    NEXT_STEP autoreset happens now). Also uses make()'s seed for the first reset, so env i starts from
+    seed + i without the caller passing it."""
 
     def __init__(self, env: gym.vector.VectorEnv, seed: int) -> None:
         super().__init__(env)
         self._first_seed: int | None = seed
+        self._first = np.ones(self.num_envs, dtype=bool)  # of the observations returned last
+        self._ended = np.zeros(self.num_envs, dtype=bool)  # the last step ended these: they reset next
+        # Both are replaced, never written in place: the caller may keep the arrays handed out.
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         seed = self._first_seed if seed is None else seed
         self._first_seed = None
-        return self.env.reset(seed=seed, options=options)
+        mask = (options or {}).get("reset_mask")  # gymnasium's partial reset: only these envs restart
+        obs, info = self.env.reset(seed=seed, options=options)
+        reset = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        self._first, self._ended = self._first | reset, self._ended & ~reset
+        return obs, {**info, FIRST: self._first}
+
+    def step(self, actions: Any) -> tuple[Any, Any, np.ndarray, np.ndarray, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        self._first, self._ended = self._ended, terminated | truncated
+        return obs, reward, terminated, truncated, {**info, FIRST: self._first}
 
 
 def _validate(num_envs: int, mode: str, backend: str) -> None:
@@ -162,7 +181,8 @@ def make(
     float vectors. `options` are the fields of `AtariOptions` (or hide_velocity for CartPole). Env i is
     seeded with seed + i at the first reset. Whole-game raw scores arrive in `info`; read them with
     `finished_episodes(info)`. Autoreset is gymnasium's NEXT_STEP mode: the step after a done returns the
-    reset observation (reward 0) and must not be stored as a transition.
+    reset observation (reward 0); `first_of_episode(info)` marks it (and every observation that starts an
+    episode), so that agents do not store it as a transition.
 
     backend: "sync" / "async" (gymnasium vector envs), "gymnasium" (async for several Atari envs, else
     sync, as measured), "envpool", or "auto" (the fastest measured, see `choose_backend`). Karpathy
@@ -217,7 +237,7 @@ def make(
         worker = functools.partial(make_single, game, mode=mode, **options)
         fns = [functools.partial(worker, env_index=i) for i in range(num_envs)]
         venv = gym.vector.AsyncVectorEnv(fns) if backend == "async" else gym.vector.SyncVectorEnv(fns)
-        venv = _SeedFirstReset(venv, seed)
+        venv = _EpisodeStarts(venv, seed)
     venv.action_space.seed(seed)
     return venv
 
@@ -229,3 +249,27 @@ def finished_episodes(info: dict[str, Any]) -> list[tuple[int, float, int]]:
     if mask is None:
         return []
     return [(int(i), float(info[STAT_SCORE][i]), int(info[STAT_LENGTH][i])) for i in np.flatnonzero(mask)]
+
+
+def first_of_episode(info: dict[str, Any]) -> np.ndarray:
+    """(N,) bool: whether each observation returned with `info` is the first of an episode, from the info
+    dict of `reset()`, `step()` or (EnvPool groups) `recv(group)`, whose envs it covers, on any env made by
+    `make`. True for every env after reset(), on the NEXT_STEP reset step (the step after terminated or
+    truncated: that step is not a transition) and, in train mode, on the continuation after a life loss."""
+    first = info.get(FIRST)
+    if first is None:
+        raise KeyError(f"info has no {FIRST!r} flag: only the vector envs of envs.make report episode starts")
+    return first
+
+
+def frames_per_step(game: str, **options: Any) -> int:
+    """Emulator frames per agent step of the env that `make(game, **options)` builds (Atari: its frame skip;
+    classic control: 1), so that budgets in frames and agent steps convert without building it."""
+    if resolve(game).kind != "atari":
+        return 1
+    return AtariOptions.from_kwargs("train", options).frame_skip
+
+
+def num_groups(env: gym.vector.VectorEnv) -> int:
+    """How many groups `env` steps its envs in (`make(..., groups=G)`; only EnvPool has more than 1)."""
+    return env.num_groups if isinstance(env, EnvPoolVectorEnv) else 1

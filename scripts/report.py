@@ -10,122 +10,18 @@ pause counts too).
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import envs  # noqa: E402
-from scripts.logger import read_jsonl  # noqa: E402
-from scripts.plots import moving_average, plot_learning_curve, plot_runs  # noqa: E402
-
-
-def summarise(run_dir: Path, window: int = 20) -> dict[str, Any]:
-    """Figures of one run from its config.json and metrics.jsonl."""
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    if not rows:
-        raise SystemExit(f"error: {run_dir} has no metrics.jsonl lines; is it a run directory?")
-    config = _config(run_dir)
-    games = [r["episode_return"] for r in rows if "episode_return" in r]
-    sps = [r["sps"] for r in rows if "sps" in r]
-    times = [r["time"] for r in rows if "time" in r]
-    last = max(rows, key=lambda r: r["global_step"])
-    return {
-        "agent": config["agent"],
-        "game": config["game"],
-        "frames": last["frames"],
-        "agent_steps": last["global_step"],
-        "wall_minutes": round((max(times) - min(times)) / 60, 1) if times else None,
-        "median_sps": round(statistics.median(sps), 1) if sps else None,
-        "games": len(games),
-        f"first_{window}_games_mean": round(statistics.mean(games[:window]), 2) if games else None,
-        f"last_{window}_games_mean": round(statistics.mean(games[-window:]), 2) if games else None,
-        "best_moving_mean": round(max(moving_average(games, window)[window - 1 :]), 2)
-        if len(games) >= window
-        else None,
-        "evaluations": [
-            {"frames": r["frames"], "mean": r["eval/mean_return"]} for r in rows if "eval/mean_return" in r
-        ],
-        "agent_config": config.get("agent_config", {}),
-    }
-
-
-def run_label(run_dir: Path) -> str:
-    """The run's name and what tells runs of one agent apart: its budget (which sets the length of any
-    annealing schedule) and, on Atari, the sticky-action probability."""
-    config = _config(run_dir)
-    details = []
-    if config.get("frames_per_step", 1) > 1:  # Atari; runs made before --sticky existed used the default
-        sticky = config.get("sticky")
-        details.append(f"sticky {envs.AtariOptions().sticky if sticky is None else sticky}")
-    frames = config.get("agent_config", {}).get("frames")
-    if frames:
-        details.append(f"budget {frames / 1e6:g}M frames")
-    return f"{run_dir.name} ({', '.join(details)})" if details else run_dir.name
-
-
-def _config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    if not path.exists():
-        raise SystemExit(f"error: {run_dir} has no config.json; is it a run directory?")
-    return json.loads(path.read_text())
-
-
-def _games(run_dir: Path) -> list[tuple[int, float]]:
-    return [(r["frames"], r["episode_return"]) for r in read_jsonl(run_dir / "metrics.jsonl")
-            if "episode_return" in r]  # fmt: skip
-
-
-def markdown(summary: dict[str, Any], window: int = 20) -> str:
-    evals = (
-        ", ".join(f"{e['mean']:+.1f} @ {e['frames'] / 1e6:.1f}M" for e in summary["evaluations"]) or "none"
-    )
-    lines = [
-        "| what | figure |",
-        "|---|---|",
-        f"| run | {summary['agent']} on {summary['game']} |",
-        f"| frames / agent steps | {summary['frames']:,} / {summary['agent_steps']:,} |",
-        f"| wall time | {summary['wall_minutes']} min |",
-        f"| training speed | median {summary['median_sps']} agent steps/s |",
-        f"| training games | {summary['games']} |",
-        f"| first {window} training games | mean raw score {summary[f'first_{window}_games_mean']} |",
-        f"| last {window} training games | mean raw score {summary[f'last_{window}_games_mean']} |",
-        f"| best {window}-game moving mean | {summary['best_moving_mean']} |",
-        f"| evaluations (frames) | {evals} |",
-    ]
-    return "\n".join(lines) + "\n"
+from pixelrl import cli, report
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument(
-        "--out", type=Path, default=None, help="prefix for <out>_summary.json and <out>_curve.png"
-    )
-    parser.add_argument(
-        "--compare", type=Path, nargs="+", default=[], help="other runs to plot beside it in <out>_runs.png"
-    )
-    args = parser.parse_args(argv)
-    if args.compare and args.out is None:
-        raise SystemExit("error: --compare writes <out>_runs.png; give --out too")
-    summary = summarise(args.run_dir)
-    print(markdown(summary))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        Path(f"{args.out}_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        title = f"{summary['agent']} on {summary['game']}"
-        plot_learning_curve(read_jsonl(args.run_dir / "metrics.jsonl"), f"{args.out}_curve.png", title=title)
-        print(f"wrote {args.out}_summary.json and {args.out}_curve.png")
-    if args.compare:
-        runs = [{"label": run_label(d), "games": _games(d)} for d in [args.run_dir, *args.compare]]
-        plot_runs(runs, f"{args.out}_runs.png", title=f"{summary['agent']} on {summary['game']}")
-        print(f"wrote {args.out}_runs.png")
+    opts = cli.parse(report.ReportOptions, argv, prog="report.py", description=__doc__)
+    with cli.one_line_errors():
+        summary, written = report.report(opts)
+    print(report.markdown(summary))
+    for path in written:
+        print(f"wrote {path}")
     return summary
 
 

@@ -11,37 +11,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
-
-import envs
-from envs.video import read_mp4
-from scripts.evaluate import load_agent, play_games
-
-
-@dataclass(frozen=True)
-class WatchArgs:
-    target: tyro.conf.Positional[Path]
-    """A run directory (uses checkpoints/best, else latest) or a .safetensors checkpoint."""
-    episodes: int = 3
-    """Games to record."""
-    seed: int = 0
-    """Seed of the games (offset from training seeds)."""
-    checkpoint: str = "best"
-    """Which checkpoint of a run directory: best or latest."""
-    out: Path | None = None
-    """Folder for the mp4 files (default RUN_DIR/videos/watch-<time>)."""
-    live: bool | None = None
-    """Show the games in a window after recording (default: when a display exists)."""
-    device: str = "auto"
-    """cpu, cuda or auto."""
+from pixelrl import cli, evaluation
 
 
 def show_live(paths: list[Path], fps: int = 30) -> None:
     """Replay the recorded games in a matplotlib window (works with any GUI backend present)."""
     import matplotlib.pyplot as plt
+
+    from envs.video import read_mp4
 
     fig, ax = plt.subplots()
     ax.axis("off")
@@ -58,25 +37,17 @@ def show_live(paths: list[Path], fps: int = 30) -> None:
     plt.close(fig)
 
 
-def main(args: WatchArgs) -> list[Path]:
-    agent, meta = load_agent(args.target, args.checkpoint, args.device)
-    if envs.resolve(meta["game"]).kind != "atari":
-        raise SystemExit(f"error: {meta['game']} has no emulator screen to record; watch needs an Atari game")
-    run_dir = Path(args.target) if Path(args.target).is_dir() else Path(meta["checkpoint"]).parent.parent
-    out = args.out or run_dir / "videos" / f"watch-{time.strftime('%Y%m%d-%H%M%S')}"
-    options = meta.get("env_options", {})
-    games = play_games(
-        agent, meta["game"], args.episodes, seed=args.seed, num_envs=1, video_dir=out, **options
-    )
-    paths = sorted(out.glob("*.mp4"))
+def main(argv: list[str] | None = None) -> list[Path]:
+    opts = cli.parse(evaluation.WatchOptions, argv, prog="watch.py", description=__doc__)
+    with cli.one_line_errors():
+        games, paths = evaluation.record_games(opts, stamp=time.strftime("%Y%m%d-%H%M%S"))
     for game, path in zip(games, paths, strict=False):
         print(f"score {game['score']:>7g}  length {game['length']:>6}  {path}")
-    live = args.live if args.live is not None else bool(os.environ.get("DISPLAY"))
-    if live:
+    if opts.live if opts.live is not None else bool(os.environ.get("DISPLAY")):
         show_live(paths)
     print(json.dumps({"videos": [str(p) for p in paths], "scores": [g["score"] for g in games]}))
     return paths
 
 
 if __name__ == "__main__":
-    main(tyro.cli(WatchArgs))
+    main()

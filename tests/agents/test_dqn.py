@@ -6,7 +6,7 @@ import envs
 import nets
 from agents import dqn
 from agents.replay import Transitions
-from scripts.checkpoint import load_checkpoint, save_checkpoint
+from pixelrl.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_td_targets_double_versus_vanilla_and_terminal_versus_truncated_by_hand():

@@ -5,7 +5,7 @@ import torch
 import envs
 import nets
 from agents import a2c, ppo
-from scripts.checkpoint import load_checkpoint, save_checkpoint
+from pixelrl.checkpoint import load_checkpoint, save_checkpoint
 
 
 def test_clipped_surrogate_on_a_hand_made_batch():

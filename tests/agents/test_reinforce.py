@@ -3,8 +3,7 @@ import torch
 
 import envs
 from agents import reinforce
-from scripts import train
-from scripts.evaluate import load_agent
+from pixelrl.evaluation import load_agent
 
 
 def test_update_raises_the_probability_of_actions_with_above_average_returns():
@@ -22,10 +21,10 @@ def test_update_raises_the_probability_of_actions_with_above_average_returns():
     assert agent.policy(obs).softmax(-1)[:, 1].mean() > before + 0.1
 
 
-def test_pong_from_difference_frames_trains_saves_and_reloads(tmp_path):
+def test_pong_from_difference_frames_trains_saves_and_reloads(tmp_path, script):
     run_dir = tmp_path / "pong"
     args = ["--frames", "8000", "--batch-games", "1", "--eval-episodes", "1", "--eval-every", "8000"]
-    summary = train.main(["reinforce", "--env", "Pong", *args, "--video-every", "0", "--wandb", "off",
+    summary = script("train")(["reinforce", "--env", "Pong", *args, "--video-every", "0", "--wandb", "off",
                           "--no-progress", "--run-dir", str(run_dir)])  # fmt: skip
     assert summary["global_step"] == 2000
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()

@@ -143,7 +143,7 @@ def test_prioritized_replay_prefers_large_td_errors_and_weights_them_down():
 
 
 def test_saved_replay_loads_into_a_fresh_buffer_and_samples_the_same(tmp_path):
-    from scripts.checkpoint import load_arrays, save_arrays
+    from pixelrl.checkpoint import load_arrays, save_arrays
 
     c = Counter(n_step=2, gamma=0.9)
     c.replay = ReplayBuffer(64, 1, (1,), np.float32, frame_stack=False, n_step=2, prioritized=True, seed=5)

@@ -2,14 +2,13 @@ import json
 
 import pytest
 
-from scripts.supervised import SupervisedConfig, main
 
 TARGETS = {"mlp": 0.97, "cnn": 0.98, "lstm": 0.95}
 
 
 @pytest.mark.parametrize("net", TARGETS)
-def test_digits_accuracy_targets_and_run_directory(net, tmp_path, capsys):
-    result = main(SupervisedConfig(net=net, run_dir=tmp_path, progress=False))
+def test_digits_accuracy_targets_and_run_directory(net, tmp_path, capsys, script):
+    result = script("supervised")(["--net", net, "--run-dir", str(tmp_path), "--no-progress"])
     assert result["test_accuracy"] >= TARGETS[net]
     last_line = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last_line)["test_accuracy"] == result["test_accuracy"]

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import envs
 from envs.video import read_mp4
-from scripts import evaluate, train, watch
-from scripts.checkpoint import load_arrays, load_checkpoint, read_meta, save_checkpoint
+from pixelrl import evaluation, training
+from pixelrl.checkpoint import load_arrays, load_checkpoint, read_meta, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--frames", "1600", "--learning-starts", "100", "--buffer-size", "1000", "--num-envs", "2",
@@ -26,9 +27,9 @@ def rows(run_dir):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, script):
     run_dir = tmp_path_factory.mktemp("run") / "breakout"
-    summary = train.main(["dqn", "--env", "Breakout", "--run-dir", str(run_dir), "--wandb", "offline", *TINY])
+    summary = script("train")(["dqn", "--env", "Breakout", "--run-dir", str(run_dir), "--wandb", "offline", *TINY])
     return run_dir, summary
 
 
@@ -56,9 +57,9 @@ def test_train_writes_the_run_directory_contract(trained):
     assert offline, "an offline W&B run that `wandb sync` can upload"
 
 
-def test_watch_rebuilds_the_agent_from_the_checkpoint_and_records_games(trained, tmp_path):
+def test_watch_rebuilds_the_agent_from_the_checkpoint_and_records_games(trained, tmp_path, script):
     run_dir, _ = trained
-    paths = watch.main(watch.WatchArgs(target=run_dir, episodes=2, out=tmp_path, live=False))
+    paths = script("watch")([str(run_dir), "--episodes", "2", "--out", str(tmp_path), "--no-live"])
     assert len(paths) == 2
     for path in paths:
         assert "score" in path.name
@@ -67,9 +68,9 @@ def test_watch_rebuilds_the_agent_from_the_checkpoint_and_records_games(trained,
         assert frames.std() > 10  # real gameplay pixels, not a blank screen
 
 
-def test_evaluate_writes_statistics_against_the_reference(trained):
+def test_evaluate_writes_statistics_against_the_reference(trained, script):
     run_dir, _ = trained
-    result = evaluate.main(evaluate.EvaluateArgs(target=run_dir, episodes=3, num_envs=3))
+    result = script("evaluate")([str(run_dir), "--episodes", "3", "--num-envs", "3"])
     saved = json.loads((run_dir / "eval.json").read_text())
     assert saved["episodes"] == 3 and len(saved["games"]) == 3
     assert saved["mean"] == pytest.approx(sum(g["score"] for g in saved["games"]) / 3)
@@ -84,23 +85,23 @@ def test_evaluate_writes_statistics_against_the_reference(trained):
     assert result["game"] == "ALE/Breakout-v5"
 
 
-def test_evaluate_and_watch_take_the_run_directory_as_a_positional_argument(tmp_path):
-    import tyro
+def test_evaluate_and_watch_take_the_run_directory_as_a_positional_argument(tmp_path, script):
+    from pixelrl import cli
 
-    args = tyro.cli(evaluate.EvaluateArgs, args=[str(tmp_path), "--episodes", "2"])
+    args = cli.parse(evaluation.EvaluateOptions, [str(tmp_path), "--episodes", "2"], prog="", description="")
     assert args.target == tmp_path and args.episodes == 2
-    assert tyro.cli(watch.WatchArgs, args=[str(tmp_path)]).target == tmp_path
-    with pytest.raises(SystemExit, match="sb3 is not available yet"):
-        evaluate.parse_baselines("random,sb3")
+    assert cli.parse(evaluation.WatchOptions, [str(tmp_path)], prog="", description="").target == tmp_path
+    with pytest.raises(SystemExit, match="error: --baselines sb3 is not available yet"):
+        script("evaluate")([str(tmp_path), "--baselines", "random,sb3"])
 
 
-def test_resume_continues_from_the_latest_checkpoint_with_the_same_global_step(trained, tmp_path):
+def test_resume_continues_from_the_latest_checkpoint_with_the_same_global_step(trained, tmp_path, script):
     import shutil
 
     run_dir = tmp_path / "copy"
     shutil.copytree(trained[0], run_dir)
     before = len(rows(run_dir))
-    summary = train.main(["dqn", "--resume", str(run_dir), "--frames", "2400", "--save-replay"])
+    summary = script("train")(["dqn", "--resume", str(run_dir), "--frames", "2400", "--save-replay"])
     new = rows(run_dir)[before:]
     steps = [r["global_step"] for r in new]
     assert min(steps) > 400 and summary["global_step"] == 600
@@ -108,12 +109,12 @@ def test_resume_continues_from_the_latest_checkpoint_with_the_same_global_step(t
     saved = load_arrays(run_dir / "checkpoints" / "replay.npz")
     assert saved["added"] > 0 and saved["valid"].sum() > 0  # the buffer the loop filled, not an empty one
     with pytest.raises(SystemExit, match="--lr cannot change when resuming"):
-        train.main(["dqn", "--resume", str(run_dir), "--lr", "0.5"])
+        script("train")(["dqn", "--resume", str(run_dir), "--lr", "0.5"])
 
 
-def test_a_new_run_refuses_to_overwrite_an_existing_one(trained):
+def test_a_new_run_refuses_to_overwrite_an_existing_one(trained, script):
     with pytest.raises(SystemExit, match="already holds a run; continue it with --resume"):
-        train.main(["dqn", "--env", "Breakout", "--run-dir", str(trained[0]), *TINY])
+        script("train")(["dqn", "--env", "Breakout", "--run-dir", str(trained[0]), *TINY])
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
@@ -131,27 +132,27 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tmp_path):
     assert read_meta(run_dir / "checkpoints" / "latest")["step"] > 0
 
 
-def test_a_second_kill_during_the_final_checkpoint_does_not_cut_it_short(tmp_path, monkeypatch):
+def test_a_second_kill_during_the_final_checkpoint_does_not_cut_it_short(tmp_path, monkeypatch, script):
     kills = []
 
     def kill_self() -> None:  # the handler runs in this (main) thread as soon as os.kill returns
         kills.append(signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(train.Trainer, "_new_videos", lambda self, *args: None if kills else kill_self())
-    save = train.Trainer.save
+    monkeypatch.setattr(training.Trainer, "_new_videos", lambda self, *args: None if kills else kill_self())
+    save = training.Trainer.save
 
     def save_while_killed_again(self, *args, **kwargs):
         if kills:  # e.g. `timeout` forwarding the SIGTERM that `pkill` also sent
             kill_self()
         return save(self, *args, **kwargs)
 
-    monkeypatch.setattr(train.Trainer, "save", save_while_killed_again)
+    monkeypatch.setattr(training.Trainer, "save", save_while_killed_again)
     run_dir = tmp_path / "killed-twice"
     sigint_before = signal.getsignal(signal.SIGINT)  # SIG_IGN, not Python's handler, under `nohup ... &`
     with pytest.raises(SystemExit) as err:
-        train.main(["dqn", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--wandb", "off",
-                    "--frames", "100000", "--no-progress"])  # fmt: skip
+        script("train")(["dqn", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--wandb", "off",
+                         "--frames", "100000", "--no-progress"])  # fmt: skip
     assert err.value.code == 130 and len(kills) == 2
     assert read_meta(run_dir / "checkpoints" / "latest")["step"] > 0
     assert signal.getsignal(signal.SIGINT) is sigint_before  # handlers given back
@@ -176,32 +177,34 @@ def _safe_rows(run_dir):
             "smaller than --batch-size",
         ),
         ([], "name an agent first"),
-        (["ppo", "--env", "Pong", "--sticky", "1.5"], "--sticky: sticky=1.5 must be a probability in [0, 1]"),
+        (["ppo", "--env", "Pong", "--sticky", "1.5"], "--sticky must be in [0, 1], got 1.5"),
         (["ppo", "--env", "CartPole-v1", "--sticky", "0"], "--sticky applies to Atari games"),
     ],
 )
-def test_bad_input_is_one_line_before_training(argv, message):
+def test_bad_input_is_one_line_before_training(argv, message, script):
     start = time.time()
     with pytest.raises(SystemExit) as err:
-        train.main(argv)
+        script("train")(argv)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert time.time() - start < 10  # nothing was trained
 
 
-def test_resuming_with_another_game_or_agent_is_refused(trained, tmp_path):
+def test_resuming_with_another_game_or_agent_is_refused(trained, tmp_path, script):
     run_dir, _ = trained
     with pytest.raises(SystemExit, match="was trained on ALE/Breakout-v5, not Pong"):
-        train.main(["dqn", "--resume", str(run_dir), "--env", "Pong"])
+        script("train")(["dqn", "--resume", str(run_dir), "--env", "Pong"])
     state, meta = load_checkpoint(run_dir / "checkpoints" / "latest")
     other = tmp_path / "other"
     save_checkpoint(other / "checkpoints" / "latest", state, {**meta, "agent": "ppo"})
     with pytest.raises(SystemExit, match="holds a ppo checkpoint, not dqn"):
-        train.main(["dqn", "--resume", str(other)])
+        script("train")(["dqn", "--resume", str(other)])
 
 
-def test_watch_and_evaluate_name_a_missing_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
-        evaluate.main(evaluate.EvaluateArgs(target=tmp_path))
+def test_watch_and_evaluate_name_a_missing_checkpoint(tmp_path, script):
+    for name in ("evaluate", "watch"):
+        with pytest.raises(SystemExit, match=f"error: no checkpoint at {tmp_path}") as err:
+            script(name)([str(tmp_path)])
+        assert "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -209,7 +212,7 @@ def test_watch_and_evaluate_name_a_missing_checkpoint(tmp_path):
     [("a2c", ["--num-envs", "2", "--num-steps", "16"]),
      ("ppo", ["--num-envs", "2", "--num-steps", "32", "--minibatches", "2", "--epochs", "1"])],
 )  # fmt: skip
-def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes, tmp_path):
+def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes, tmp_path, script):
     run_dir = tmp_path / agent
     common = [
         "--eval-episodes",
@@ -224,20 +227,20 @@ def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes
         "--sticky",
         "0",
     ]
-    first = train.main([agent, "--env", "Pong", "--frames", "512", "--eval-every", "512", *sizes, *common,
+    first = script("train")([agent, "--env", "Pong", "--frames", "512", "--eval-every", "512", *sizes, *common,
                         "--run-dir", str(run_dir)])  # fmt: skip
     assert first["global_step"] == 128 and np.isfinite(first["final_eval_mean"])
     assert any("losses/policy" in r for r in rows(run_dir))
     meta = read_meta(run_dir / "checkpoints" / "latest")
     assert meta["step"] == 128
     assert meta["env_options"] == {"sticky": 0.0}  # evaluate.py and watch.py replay the training protocol
-    loaded, _ = evaluate.load_agent(run_dir, "latest", "cpu")  # rebuilt from the checkpoint alone
+    loaded, _ = evaluation.load_agent(run_dir, "latest", "cpu")  # rebuilt from the checkpoint alone
     saved, _ = load_checkpoint(run_dir / "checkpoints" / "latest")
     for name, tensor in loaded.state_dict()["net"].items():
         np.testing.assert_array_equal(tensor.numpy(), saved["net"][name].numpy())
     probe = np.random.default_rng(0).integers(0, 256, (8, 4, 84, 84), dtype=np.uint8)
     assert set(loaded.eval_act(probe)) <= set(range(6))
-    resumed = train.main([agent, "--resume", str(run_dir), "--frames", "1024"])
+    resumed = script("train")([agent, "--resume", str(run_dir), "--frames", "1024"])
     assert resumed["global_step"] == 256
     assert read_meta(run_dir / "checkpoints" / "latest")["env_options"] == {"sticky": 0.0}  # kept on resume
     assert max(r["global_step"] for r in rows(run_dir) if "losses/policy" in r) > 128  # it trained on
@@ -255,15 +258,14 @@ def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes
 )
 def test_env_groups_apply_where_envpool_steps_the_envs_and_a_note_says_why_not(argv, groups, note, tmp_path,
                                                                                  capsys):  # fmt: skip
-    agent_name, run, cfg = train.parse([argv[0], "--env", "Pong", "--run-dir", str(tmp_path), *argv[1:]])
-    trainer = train.Trainer(agent_name, run, cfg)
-    options = dict(trainer.env_options)
-    if run.video_every > 0:
-        options |= {"video_dir": str(tmp_path / "videos"), "video_every": run.video_every}
-    env = trainer._make_env(0, options)
+    from pixelrl import cli
+
+    spec, run, cfg = cli.parse_train([argv[0], "--env", "Pong", "--run-dir", str(tmp_path), *argv[1:]], "")
+    trainer = training.Trainer(spec, run, cfg)
+    env = trainer._make_env(0)
     env.close()
-    assert getattr(env, "num_groups", 1) == groups
-    if groups > 1 and run.video_every > 0:  # EnvPool films env 0 itself
+    assert envs.num_groups(env) == groups
+    if groups > 1 and run.video_every != 0:  # EnvPool films env 0 itself
         assert env.unwrapped.video is not None
     err = capsys.readouterr().err
     assert (note in err) if note else "note:" not in err

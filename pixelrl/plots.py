@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -92,3 +93,54 @@ def plot_runs(runs: list[dict], path: str | Path, title: str = "", window: int |
     smoothing = f"{window}-game" if window else "up to 20-game"
     ax.set(xlabel="frames", ylabel=f"training game score ({smoothing} moving average)", title=title)
     return _save(fig, ax, path)
+
+
+def plot_env_sps(results: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for backend in dict.fromkeys(r["backend"] for r in results):
+        rows = [r for r in results if r["backend"] == backend]
+        ax.plot([r["num_envs"] for r in rows], [r["sps"] for r in rows], marker="o", label=backend)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("num_envs")
+    ax.set_ylabel("agent steps / s")
+    ax.set_title(f"{results[0]['game']}: vector-env throughput, {os.cpu_count()} CPU cores")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_throughput(report: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    for ax, algo in zip(axes, ("ppo", "dqn"), strict=True):
+        rows = [r for r in report["rows"] if r["algo"] == algo]
+        names = [r["who"].replace("pixelrl ", "pixelrl\n") for r in rows]  # two-line labels fit
+        medians = [r["sps_median"] for r in rows]
+        errors = [[m - r["sps_min"] for m, r in zip(medians, rows, strict=True)],
+                  [r["sps_max"] - m for m, r in zip(medians, rows, strict=True)]]  # fmt: skip
+        palette = iter(["tab:blue", "tab:cyan", "tab:green"])
+        colors = ["tab:gray" if r["who"] == "sb3" else next(palette) for r in rows]
+        ax.bar(names, medians, yerr=errors, color=colors)
+        ax.tick_params(axis="x", labelsize=8)
+        for c in report["ceilings"]:
+            if c["algo"] == algo:
+                style = "-" if c["precision"] == "bf16" else "--"
+                ax.axhline(
+                    c["ceiling_sps"], color="tab:red", ls=style, lw=1, label=f"ceiling {c['precision']}"
+                )
+        ax.set_title(f"{algo.upper()} on Pong")
+        ax.set_ylabel("agent steps / s")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_precision(results: list[dict], path: Path, title: str) -> None:
+    colours = {"bf16": "tab:blue", "fp32": "tab:orange"}
+    runs = [{"label": r["precision"] if r["seed"] == 0 else None, "games": r["games"],
+             "color": colours[r["precision"]]} for r in results]  # fmt: skip
+    plot_runs(runs, path, title, window=None)

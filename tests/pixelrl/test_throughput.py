@@ -6,13 +6,13 @@ import pytest
 import torch
 
 import nets
-from scripts import benchmark, throughput
+from pixelrl import measure, throughput
 
 
 def test_serial_ceiling_adds_the_seconds_per_step_of_env_and_compute():
     # 1,000 env steps/s and 1,000 compute steps/s in series: 2 ms per step -> 500 steps/s.
-    assert throughput.serial_ceiling(1000.0, 1000.0) == pytest.approx(500.0)
-    assert throughput.serial_ceiling(1e12, 800.0) == pytest.approx(800.0)
+    assert measure.serial_ceiling(1000.0, 1000.0) == pytest.approx(500.0)
+    assert measure.serial_ceiling(1e12, 800.0) == pytest.approx(800.0)
 
 
 def test_benchmark_settings_match_sb3_zoo_atari():
@@ -28,14 +28,14 @@ def test_benchmark_settings_match_sb3_zoo_atari():
 def test_network_seconds_times_inference_faster_than_training():
     net = nets.ActorCritic((4, 84, 84), 6, (64,))
     cpu = torch.device("cpu")
-    infer = throughput.network_seconds(net, 8, False, cpu, train=False)
-    train = throughput.network_seconds(net, 8, False, cpu, train=True)
+    infer = measure.network_seconds(net, 8, False, cpu, train=False)
+    train = measure.network_seconds(net, 8, False, cpu, train=True)
     assert 0 < infer < train
 
 
-def test_throughput_benchmark_end_to_end(tmp_path, capsys):
+def test_throughput_benchmark_end_to_end(tmp_path, capsys, script):
     tiny = ["--ppo-steps", "1024", "--dqn-steps", "64", "--repeats", "2", "--dqn-learning-starts", "64"]
-    benchmark.main(["throughput", *tiny, "--env-seconds", "0.3", "--out", str(tmp_path)])
+    script("benchmark")(["throughput", *tiny, "--env-seconds", "0.3", "--out", str(tmp_path)])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(last)
     assert {"ppo_vs_sb3", "dqn_vs_sb3", "ppo_fp32_vs_sb3", "dqn_fp32_vs_sb3"} <= set(summary)
@@ -54,7 +54,7 @@ def test_throughput_benchmark_end_to_end(tmp_path, capsys):
     for c in report["ceilings"]:  # timed in every repeat, the median reported
         assert len(c["env_sps_all"]) == len(c["compute_sps_all"]) == 2
         assert c["env_sps"] == pytest.approx(sum(c["env_sps_all"]) / 2)
-        assert c["ceiling_sps"] == pytest.approx(throughput.serial_ceiling(c["env_sps"], c["compute_sps"]))
+        assert c["ceiling_sps"] == pytest.approx(measure.serial_ceiling(c["env_sps"], c["compute_sps"]))
     markdown = (tmp_path / "benchmark_throughput.md").read_text()
     assert "| PPO | sb3 |" in markdown
     assert report["cpu_model"] and f"CPU: {report['cpu_model']}." in markdown  # speeds depend on it

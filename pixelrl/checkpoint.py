@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from scripts.logger import write_json_atomic
+from pixelrl.logger import write_json_atomic
 
 META_KEY = "pixelrl"
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from scripts.checkpoint import find_checkpoint, load_checkpoint, read_meta, save_checkpoint
+from pixelrl.checkpoint import find_checkpoint, load_checkpoint, read_meta, save_checkpoint
 
 
 def nested_state():

@@ -37,6 +37,7 @@ import torch
 import envs
 import nets
 from agents import dqn, ppo
+from pixelrl.measure import measure_env_sps, network_seconds, serial_ceiling
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
@@ -107,7 +108,7 @@ def _sb3_env(num_envs: int, seed: int) -> VecEnv:
     env = make_atari_env(
         "ALE/Pong-v5", n_envs=num_envs, seed=seed,
         # AtariWrapper does the frame skip, so ALE must not; ALE applies sticky actions per frame, as ours.
-        env_kwargs={"frameskip": 1, "repeat_action_probability": 0.25, "full_action_space": False},
+        env_kwargs={"frameskip": 1, "repeat_action_probability": envs.AtariOptions().sticky, "full_action_space": False},
     )  # fmt: skip
     return VecFrameStack(env, n_stack=4)
 
@@ -171,66 +172,7 @@ def _timed(advance: Callable[[int], None]) -> Runner:
 
 def env_ceiling(num_envs: int, seconds: float, seed: int = 0) -> float:
     """Agent steps/s of our env stack alone with random actions (the backend `auto` picks)."""
-    from scripts.benchmark import measure_env_sps  # the `envs` benchmark's own measurement
-
     return measure_env_sps(GAME, "auto", num_envs, seconds, seed)
-
-
-def _median_seconds(fn: Callable[[], None], repeats: int = 10) -> float:
-    fn()  # warm-up (allocations, oneDNN kernel selection)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def network_seconds(
-    net: torch.nn.Module, batch: int, bf16: bool, device: torch.device, train: bool, forwards: int = 1,
-    channels_last: bool = False, cast_once: bool = True,
-) -> float:  # fmt: skip
-    """Seconds for one forward (inference) or `forwards` forwards + backward + fused Adam (training) of
-    `net` on a batch of random uint8 frames: the compute floor, with no agent code around it. The frames
-    are laid out as the agent feeds them: (B, C, H, W) as the env and the replay give them, or
-    `channels_last` as the rollouts store them (no re-layout in the network, so a higher ceiling).
-    Forward-only passes read bf16 weights cast once (`nets.InferenceCopy`, as the agents act), or with
-    `cast_once=False` let autocast cast the float32 weights in every call."""
-    obs = torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8, device=device)
-    if channels_last:
-        obs = obs.contiguous(memory_format=torch.channels_last)
-    bf16 = bf16 and nets.bf16_supported(device)
-    if not train:
-        act_net = nets.InferenceCopy(net, bf16 and cast_once)  # as the agents act: cast once, not per call
-
-        @torch.inference_mode()
-        def step() -> None:
-            with nets.autocast(device, bf16):
-                act_net(obs)
-            _sync(device)
-
-        return _median_seconds(step)
-    optimizer = nets.make_optimizer("adam", net.parameters(), 1e-4)
-    target_net = nets.InferenceCopy(copy.deepcopy(net), bf16)  # DQN's frozen target, cast once as ours
-
-    def step() -> None:
-        with torch.no_grad(), nets.autocast(device, bf16):
-            for _ in range(forwards - 1):  # DQN's target-network pass on the next observations
-                target_net(obs)
-        with nets.autocast(device, bf16):
-            out = net(obs)
-        loss = sum(o.float().square().mean() for o in (out if isinstance(out, tuple) else (out,)))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        _sync(device)
-
-    return _median_seconds(step)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def compute_ceiling_ppo(cfg: ppo.Config, device: torch.device) -> float:
@@ -254,10 +196,6 @@ def compute_ceiling_dqn(cfg: dqn.Config, device: torch.device) -> float:
         network_seconds(net, cfg.batch_size, cfg.bf16, device, train=True, forwards=2) / cfg.train_every
     )
     return 1 / per_step
-
-
-def serial_ceiling(env_sps: float, compute_sps: float) -> float:
-    return 1 / (1 / env_sps + 1 / compute_sps)
 
 
 # --- the benchmark --------------------------------------------------------------------------------------

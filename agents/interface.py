@@ -1,0 +1,103 @@
+"""The one interface between an agent and the run layer, declared once and checked.
+
+Each agent module ends with `SPEC = AgentSpec(...)`: its Config class and presets, how to build the agent
+(and its replay buffer, if it has one to save), the training loop, the env options and which config
+fields a resume may change. The run layer reads these fields and nothing else; `check_spec` says what is
+missing before any training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+Rows = list[dict[str, float]]  # finished games ({"episode_return", "episode_length"}) and training stats
+Loop = Iterator[tuple[int, Rows]]  # (global_step, rows) after every vector step
+
+
+@runtime_checkable
+class AgentConfig(Protocol):
+    """What the run layer reads of every agent's frozen Config dataclass."""
+
+    frames: int  # training budget in emulator frames
+    num_envs: int  # envs stepped together
+
+    @property
+    def env_groups(self) -> int:  # groups the envs are stepped in (1: all at once)
+        ...
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What the run layer calls on a built agent: greedy (evaluation) actions and its state for
+    checkpoints. `update(batch) -> metrics` takes the agent's own typed batch; only its loop calls it."""
+
+    device: torch.device
+    num_actions: int
+
+    def eval_act(self, obs: np.ndarray) -> np.ndarray: ...
+
+    def update(self, batch: Any) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def no_env_options(cfg: Any, kind: str) -> dict[str, Any]:
+    """The default: the agent takes the env protocol as it is."""
+    return {}
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent as the run layer sees it."""
+
+    name: str
+    """The command-line name (`train.py NAME`)."""
+    Config: type
+    """Its frozen Config dataclass; every field is a command-line option."""
+    presets: Mapping[str, Any]
+    """Config per game family: "atari" and "classic" (classic control)."""
+    make_agent: Callable[[Any, gym.vector.VectorEnv, str, int], Agent]
+    """(cfg, env, device, seed) -> agent."""
+    train: Callable[..., Loop]
+    """The training loop: (cfg, env, agent, *, total_steps, start_step, seed, log_every[, replay])."""
+    make_replay: Callable[[Any, gym.vector.VectorEnv, int], Any] | None = None
+    """(cfg, env, seed) -> a replay buffer with state_dict/load_state_dict, passed to `train` as
+    `replay=`; None for agents that learn from fresh rollouts only."""
+    env_options: Callable[[Any, str], dict[str, Any]] = no_env_options
+    """(cfg, game kind) -> observation options for envs.make, recorded with every checkpoint."""
+    resumable: tuple[str, ...] = ("frames",)
+    """Config fields a resume may change: how long and how fast to train, never what is learned."""
+
+
+def check_spec(spec: AgentSpec) -> None:
+    """Raise TypeError naming what an agent module declares wrongly."""
+    where = f"agent {spec.name!r}"
+    if not (dataclasses.is_dataclass(spec.Config) and spec.Config.__dataclass_params__.frozen):
+        raise TypeError(f"{where}: Config must be a frozen dataclass")
+    if set(spec.presets) != {"atari", "classic"}:
+        raise TypeError(f"{where}: presets must be 'atari' and 'classic', got {sorted(spec.presets)}")
+    for family, preset in spec.presets.items():
+        if type(preset) is not spec.Config or not isinstance(preset, AgentConfig):
+            raise TypeError(f"{where}: preset {family!r} must be a Config with frames, num_envs, env_groups")
+    fields = {f.name for f in dataclasses.fields(spec.Config)}
+    unknown = sorted(set(spec.resumable) - fields)
+    if unknown:
+        raise TypeError(f"{where}: resumable names {unknown}, which are not Config fields")
+
+
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Rebuild a frozen config dataclass from its JSON form (lists back to tuples; unknown keys rejected)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"{cls.__module__}.{cls.__name__} has no field(s) {unknown}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

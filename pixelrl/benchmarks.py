@@ -1,0 +1,240 @@
+"""The benchmarks behind `scripts/benchmark.py`: each is an options dataclass (its subcommand) and a
+function that measures, writes JSON (+ markdown, + a plot) under `out`, and returns the report.
+
+`envs.choose_backend` (backend="auto") follows the `envs` benchmark's result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+import agents
+import envs
+import nets
+from pixelrl import throughput
+from pixelrl.logger import read_jsonl
+from pixelrl.measure import machine, measure_env_sps, torch_version
+from pixelrl.plots import plot_env_sps, plot_precision, plot_throughput
+from pixelrl.training import RunConfig, Trainer
+
+
+@dataclass(frozen=True)
+class Envs:
+    """Agent steps/s of each vector-env backend (random actions, the full training protocol); writes
+    <out>/benchmark_envs.{json,png}. About one minute on 2 cores."""
+
+    game: str = "Pong"
+    backends: str = "sync,async,envpool"
+    """Comma-separated backends (envpool is skipped where it is not installed)."""
+    num_envs: str = "1,2,4,8"
+    """Comma-separated numbers of envs."""
+    seconds: float = 4.0
+    """Timed seconds per (backend, num_envs)."""
+    out: Path = Path("docs")
+
+
+def bench_envs(opts: Envs, command: str, progress: Callable[[str], None] = print) -> dict:
+    backends = [b for b in opts.backends.split(",") if b != "envpool" or envs.envpool_available()]
+    results = []
+    progress(f"{'backend':>8} {'num_envs':>8} {'steps/s':>9}")
+    for backend in backends:
+        for n in (int(x) for x in opts.num_envs.split(",")):
+            sps = measure_env_sps(opts.game, backend, n, opts.seconds)
+            results.append({"game": opts.game, "backend": backend, "num_envs": n, "sps": round(sps, 1)})
+            progress(f"{backend:>8} {n:>8} {sps:>9.0f}")
+    opts.out.mkdir(parents=True, exist_ok=True)
+    best = max(results, key=lambda r: r["sps"])
+    report = {"command": command, **machine(), "seconds_per_point": opts.seconds, "fastest": best,
+              "results": results}  # fmt: skip
+    (opts.out / "benchmark_envs.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_env_sps(results, opts.out / "benchmark_envs.png")
+    progress(f"fastest: {best['backend']} with {best['num_envs']} envs; wrote {opts.out}/benchmark_envs.{{json,png}}")
+    return report
+
+
+def throughput_markdown(report: dict) -> str:
+    lines = [
+        f"# Training throughput on Pong: pixelrl vs Stable-Baselines3 ({report['device']}, "
+        f"{report['cpu_count']} CPU cores, torch {report['torch']}, {report['torch_threads']} threads)",
+        "",
+        f"CPU: {report.get('cpu_model', 'not recorded')}.",
+        "",
+        f"`{report['command']}`: agent steps/s over {report['rows'][0]['repeats']} interleaved repeats "
+        "after a warm-up; identical hyperparameters, network and env protocol (scripts/throughput.py).",
+        "",
+        "| algo | who | precision | steps/s median | min | max | vs SB3 | ceiling | of ceiling "
+        "| bytes/transition |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        memory = f"{r['bytes_per_transition']:,.0f}" if "bytes_per_transition" in r else ""
+        ceiling = f"{r['ceiling_sps']:.0f} | {r['of_ceiling']:.0%}" if r["ceiling_sps"] else "– | –"
+        lines.append(
+            f"| {r['algo'].upper()} | {r['who']} | {r['precision']} | {r['sps_median']:.0f} "
+            f"| {r['sps_min']:.0f} | {r['sps_max']:.0f} | {r['vs_sb3']:.2f}x | {ceiling} | {memory} |"
+        )
+    lines += [
+        "",
+        "Ceilings, timed in every repeat beside the contenders: medians (min–max over the repeats).",
+        "",
+        "| ceiling | precision | env only | compute only | serial ceiling |",
+        "|---|---|---:|---:|---:|",
+    ]
+
+    def spread(c: dict, part: str) -> str:
+        values = c.get(f"{part}_sps_all") or [c[f"{part}_sps"]]
+        return f"{c[f'{part}_sps']:.0f} ({min(values):.0f}–{max(values):.0f})"
+
+    for c in report["ceilings"]:
+        lines.append(
+            f"| {c['algo'].upper()} | {c['precision']} | {spread(c, 'env')} | {spread(c, 'compute')} "
+            f"| {c['ceiling_sps']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Training steps/s of our PPO and DQN against Stable-Baselines3's on identical settings
+    (pixelrl/throughput.py says which), interleaved, beside the env-only and compute-only ceilings measured
+    in the same run; writes <out>/benchmark_throughput.{json,md,png}; the last line printed is one JSON
+    summary. About 5 minutes on 2 cores."""
+
+    ppo_steps: int = 4096
+    """Timed agent steps per repeat (whole rollouts)."""
+    dqn_steps: int = 2000
+    """Timed agent steps per repeat (training phase)."""
+    repeats: int = 3
+    device: str = "auto"
+    env_seconds: float = 5.0
+    """Seconds to time the env-only ceiling, per repeat."""
+    dqn_learning_starts: int | None = None
+    """Override the replay warm-up (tests)."""
+    out: Path = Path("docs")
+
+
+def bench_throughput(opts: Throughput, command: str, progress: Callable[[str], None] = print) -> dict:
+    result = throughput.run(
+        ppo_steps=opts.ppo_steps, dqn_steps=opts.dqn_steps, repeats=opts.repeats, device=opts.device,
+        env_seconds=opts.env_seconds, dqn_learning_starts=opts.dqn_learning_starts, progress=progress,
+    )  # fmt: skip
+    report = {"command": command, **machine(), **result}
+    text = throughput_markdown(report)
+    progress(text)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    (opts.out / "benchmark_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+    (opts.out / "benchmark_throughput.md").write_text(text)
+    plot_throughput(report, opts.out / "benchmark_throughput.png")
+    progress(f"wrote {opts.out}/benchmark_throughput.{{json,md,png}}")
+    rows = {(r["algo"], r["who"]): r for r in report["rows"]}
+    summary = {
+        "ppo_vs_sb3": round(rows[("ppo", "pixelrl")]["vs_sb3"], 3),
+        "dqn_vs_sb3": round(rows[("dqn", "pixelrl")]["vs_sb3"], 3),
+        "ppo_fp32_vs_sb3": round(rows[("ppo", "pixelrl fp32")]["vs_sb3"], 3),
+        "dqn_fp32_vs_sb3": round(rows[("dqn", "pixelrl fp32")]["vs_sb3"], 3),
+        "ppo_of_ceiling": round(rows[("ppo", "pixelrl")]["of_ceiling"], 3),
+        "dqn_of_ceiling": round(rows[("dqn", "pixelrl")]["of_ceiling"], 3),
+        "ppo_sps": round(rows[("ppo", "pixelrl")]["sps_median"], 1),
+        "ppo_1_env_group_sps": round(rows[("ppo", "pixelrl 1 env group")]["sps_median"], 1),
+        "dqn_sps": round(rows[("dqn", "pixelrl")]["sps_median"], 1),
+        "bytes_per_transition": round(rows[("dqn", "pixelrl")]["bytes_per_transition"], 1),
+        "sb3_bytes_per_transition": round(rows[("dqn", "sb3")]["bytes_per_transition"], 1),
+    }
+    return summary
+
+
+@dataclass(frozen=True)
+class Levers:
+    """The PPO network alone (training step and acting) under float32 / bfloat16, eager / torch.compile and
+    1 / 2 threads; writes <out>/benchmark_levers.{json,md}."""
+
+    device: str = "auto"
+    out: Path = Path("docs")
+
+
+def bench_levers(opts: Levers, command: str, progress: Callable[[str], None] = print) -> dict:
+    rows = throughput.levers(opts.device, progress)
+    lines = [
+        "# Levers on the compute ceiling: the PPO network on 84x84x4 pixels",
+        "",
+        f"`{command}` ({os.cpu_count()} CPU cores, torch "
+        f"{torch_version()}): samples/s of one training step (forward, backward, Adam; minibatch 256) and of "
+        "acting (forward, batch 8), median of 10. Acting reads weights cast to bf16 once "
+        "(nets.InferenceCopy); the last column re-casts them in every call, as plain autocast does.",
+        "",
+        "| threads | torch.compile | precision | train samples/s | act samples/s | act, re-cast per call |",
+        "|---:|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        recast = f"{r['act_samples_per_s_recast']:.0f}" if "act_samples_per_s_recast" in r else "–"
+        cells = (
+            f"{r['train_samples_per_s']:.0f} | {r['act_samples_per_s']:.0f} | {recast}"
+            if "error" not in r
+            else r["error"]
+        )
+        lines.append(f"| {r['threads']} | {'yes' if r['compile'] else 'no'} | {r['precision']} | {cells} |")
+    text = "\n".join(lines) + "\n"
+    progress(text)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    report = {**machine(), "rows": rows}
+    (opts.out / "benchmark_levers.json").write_text(json.dumps(report, indent=2) + "\n")
+    (opts.out / "benchmark_levers.md").write_text(text)
+    return report
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Learning curves of one agent with bfloat16 autocast on and off, same seeds and budget (CartPole by
+    default); writes <out>/precision_<agent>_<env>.{json,png}."""
+
+    agent: Literal["dqn", "a2c", "ppo"] = "ppo"
+    env: str = "CartPole-v1"
+    frames: int = 100_000
+    seeds: int = 3
+    runs: Path = Path("runs")
+    """Where the run directories go."""
+    device: str = "auto"
+    out: Path = Path("docs")
+
+
+def bench_precision(opts: Precision, command: str, progress: Callable[[str], None] = print) -> dict:
+    """Train `opts.agent` with bf16 on and off on the same seeds, through the run layer's Trainer."""
+    if not nets.bf16_supported(nets.resolve_device(opts.device)):
+        raise ValueError("bfloat16 autocast is not native on this device, so there is nothing to compare")
+    spec = agents.get_agent(opts.agent)
+    kind = "atari" if envs.resolve(opts.env).kind == "atari" else "classic"
+    runs_root = opts.runs / f"precision-{opts.agent}-{opts.env.replace('/', '_')}"
+    results = []
+    for seed in range(opts.seeds):
+        for bf16 in (True, False):
+            run_dir = runs_root / f"{'bf16' if bf16 else 'no-bf16'}-s{seed}"
+            run = RunConfig(env=opts.env, seed=seed, run_dir=run_dir, wandb="off", device=opts.device,
+                            eval_episodes=10, video_every=0, progress=False)  # fmt: skip
+            cfg = dataclasses.replace(spec.presets[kind], frames=opts.frames, bf16=bf16)
+            summary = Trainer(spec, run, cfg).main()
+            rows = read_jsonl(run_dir / "metrics.jsonl")
+            results.append({
+                "seed": seed, "precision": "bf16" if bf16 else "fp32",
+                "final_eval_mean": summary["final_eval_mean"], "sps": summary["sps"],
+                "games": [(r["frames"], r["episode_return"]) for r in rows if "episode_return" in r],
+                "evals": [(r["frames"], r["eval/mean_return"]) for r in rows if "eval/mean_return" in r],
+            })  # fmt: skip
+    name = f"precision_{opts.agent}_{opts.env.replace('/', '_').lower()}"
+    opts.out.mkdir(parents=True, exist_ok=True)
+    report = {"command": command, **machine(), "runs": results}
+    (opts.out / f"{name}.json").write_text(json.dumps(report) + "\n")
+    plot_precision(results, opts.out / f"{name}.png", f"{opts.agent} on {opts.env}: bf16 autocast vs float32")
+    for precision in ("bf16", "fp32"):
+        finals = [r["final_eval_mean"] for r in results if r["precision"] == precision]
+        speeds = [r["sps"] for r in results if r["precision"] == precision]
+        progress(f"{precision}: final evaluation per seed {finals}, mean steps/s {np.mean(speeds):.0f}")
+    progress(f"wrote {opts.out}/{name}.{{json,png}}")
+    return report

@@ -1,0 +1,107 @@
+"""What every command line shares: options parsed by tyro from the run layer's dataclasses, errors as one
+line before any long work, and the train command's agent-first options with presets and resume."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tyro
+
+import agents
+import envs
+from agents.common import ConfigError
+from pixelrl.checkpoint import find_checkpoint, read_meta
+from pixelrl.training import RESUMABLE, RunConfig
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def one_line_errors(prefix: str = "") -> Iterator[None]:
+    """Bad input (a config that refuses a value, ValueError, a missing file) leaves as one line,
+    `error: ...`, with exit status 1."""
+    try:
+        yield
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {prefix}{err}") from None
+
+
+def parse(options: type[T], argv: Sequence[str] | None, *, prog: str, description: str | None) -> T:
+    """A command's options dataclass from argv (its required fields are positional arguments)."""
+    with one_line_errors():
+        return tyro.cli(options, args=argv, prog=prog, description=description,
+                        config=(tyro.conf.PositionalRequiredArgs,))  # fmt: skip
+
+
+def parse_train(argv: list[str], usage: str | None) -> tuple[agents.AgentSpec, RunConfig, Any]:
+    """`AGENT [options]`: the run's and the agent's options, flat, over the agent's preset for the game's
+    family (Atari or classic control), or over the saved configs with `--resume RUN_DIR`."""
+    names = ", ".join(agents.AGENTS)
+    if not argv or argv[0].startswith("-"):
+        if argv and argv[0] in ("-h", "--help"):
+            print(usage)
+            print(f"Agents: {names}. `train.py AGENT --help` lists the agent's options.")
+            raise SystemExit(0)
+        raise SystemExit(f"error: name an agent first, e.g. `train.py dqn --env Pong`; agents: {names}")
+    with one_line_errors():
+        spec = agents.get_agent(argv[0])
+    rest = argv[1:]
+    resume = _option(rest, "--resume")
+    if resume is not None:
+        return spec, *_parse_resume(spec, Path(resume), rest)
+    with one_line_errors("--env: "):
+        kind = envs.resolve(_option(rest, "--env") or RunConfig.env).kind
+    return spec, *_parse_over(spec, rest, RunConfig(), spec.presets["atari" if kind == "atari" else "classic"])
+
+
+def _parse_over(spec: agents.AgentSpec, rest: list[str], run: RunConfig, cfg: Any) -> tuple[RunConfig, Any]:
+    """Flat options over the given defaults; the configs validate themselves as they are built."""
+    # Built at run time so the agent's own Config supplies the options (tyro reads the field docstrings).
+    Args = dataclasses.make_dataclass("Args", [("run", RunConfig), ("agent", spec.Config)], frozen=True)
+    with one_line_errors():
+        args = tyro.cli(Args, args=rest, default=Args(run, cfg), prog=f"train.py {spec.name}",
+                        config=(tyro.conf.OmitArgPrefixes,),
+                        description=sys.modules[spec.Config.__module__].__doc__)  # the agent's paper box
+    return args.run, args.agent
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _parse_resume(spec: agents.AgentSpec, run_dir: Path, rest: list[str]) -> tuple[RunConfig, Any]:
+    with one_line_errors("--resume: "):
+        meta = read_meta(find_checkpoint(run_dir, "latest"))
+    if meta["agent"] != spec.name:
+        raise SystemExit(f"error: {run_dir} holds a {meta['agent']} checkpoint, not {spec.name}; "
+                         f"run `train.py {meta['agent']} --resume {run_dir}`")  # fmt: skip
+    game = _option(rest, "--env")
+    if game is not None:
+        with one_line_errors("--env: "):
+            other = envs.resolve(game).name != envs.resolve(meta["game"]).name
+        if other:
+            raise SystemExit(f"error: {run_dir} was trained on {meta['game']}, not {game}; drop --env to resume it")
+    with one_line_errors("--resume: "):
+        saved_run = agents.config_from_dict(RunConfig, {**meta["run_config"], "run_dir": run_dir, "resume": run_dir})
+        saved_cfg = agents.config_from_dict(spec.Config, meta["agent_config"])
+    run, cfg = _parse_over(spec, rest, saved_run, saved_cfg)
+    changed = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(saved_cfg, f.name)]
+    changed += [f.name for f in dataclasses.fields(run)
+                if f.name != "env" and getattr(run, f.name) != getattr(saved_run, f.name)]  # fmt: skip
+    allowed = (*spec.resumable, *RESUMABLE)
+    refused = [name for name in changed if name not in allowed]
+    if refused:
+        flags = ", ".join("--" + n.replace("_", "-") for n in refused)
+        raise SystemExit(f"error: {flags} cannot change when resuming {run_dir} (its saved config is used); "
+                         f"a resume may change only {', '.join('--' + n.replace('_', '-') for n in allowed)}")  # fmt: skip
+    return dataclasses.replace(run, env=saved_run.env), cfg

@@ -1,0 +1,307 @@
+"""Training a run: an agent's loop (agents/) wrapped in logging, evaluation, checkpoints, videos and the
+curve. Three phases, one screen each: `restore` builds or resumes everything, `loop` drives the agent's
+training loop, `finish` evaluates at the budget and writes the curve and summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import agents
+import envs
+import nets
+from agents.common import check_config
+from pixelrl.checkpoint import find_checkpoint, load_arrays, load_checkpoint, save_arrays, save_checkpoint
+from pixelrl.evaluation import play_games, summarise
+from pixelrl.logger import RunLogger, read_jsonl
+from pixelrl.plots import plot_learning_curve
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run does around the agent: env, seeds, files, evaluation and logging."""
+
+    env: str = "Pong"
+    """Game: a short Atari name (Pong, Breakout), a full id (ALE/Pong-v5) or a classic id (CartPole-v1)."""
+    seed: int = 0
+    """Seed of torch, numpy and env i (seed + i)."""
+    run_dir: Path | None = None
+    """Output folder (default runs/<agent>-<game>-s<seed>-<time>)."""
+    wandb: Literal["auto", "online", "offline", "off"] = "auto"
+    """Weights & Biases: auto = online when logged in, else offline (upload later with wandb sync)."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N or auto (cuda when available)."""
+    backend: Literal["auto", "sync", "async", "envpool"] = "auto"
+    """Vector env backend; auto picks the fastest measured on this kind of machine."""
+    sticky: float | None = None
+    """Atari sticky-action probability for training and evaluation (default: the protocol's, Machado et al.
+    2018, see envs.AtariOptions; 0.0 is the NoFrameskip-v4 setting behind most published PPO/DQN curves)."""
+    eval_every: int | None = None
+    """Frames between evaluations (default: 10 evaluations per run)."""
+    eval_episodes: int = 5
+    """Whole games per evaluation, played on the evaluation protocol."""
+    checkpoint_minutes: float = 5.0
+    """Wall-clock minutes between checkpoints: a crash loses at most this much training."""
+    video_every: int | None = None
+    """Record one training game of env 0 in every N (Atari; default: the env protocol's period, see
+    envs.AtariOptions.video_every; 0 = no training videos)."""
+    log_every: int = 2_000
+    """Agent steps between training-statistics lines."""
+    save_replay: bool = False
+    """Save the replay buffer with each checkpoint (large: ~0.7 GB per 100k Atari transitions), so a
+    resumed run does not refill it."""
+    resume: Path | None = None
+    """Continue the run in this directory from its latest checkpoint with its saved config (only --frames
+    and how the run is logged may change)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("eval_episodes", "eval_every", "checkpoint_minutes", "log_every"),
+                     non_negative=("seed", "video_every"), unit=("sticky",))  # fmt: skip
+
+
+# What a resume may change besides the agent's own `resumable` fields: how the run is logged and where it
+# runs, never what is learned.
+RESUMABLE = ("wandb", "device", "progress", "checkpoint_minutes", "save_replay", "log_every")
+
+
+class Interrupted(Exception):
+    """Ctrl-C or a kill stopped training; the latest checkpoint was written first."""
+
+
+@dataclass
+class Session:
+    """What `restore` builds and `loop` and `finish` use."""
+
+    env: Any  # gymnasium.vector.VectorEnv
+    agent: agents.Agent
+    logger: RunLogger
+    start_step: int
+    seed: int
+    replay: Any = None  # the agent's replay buffer when it is saved with checkpoints
+    step: int = 0
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    last_eval: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Trainer:
+    """Builds, checks and runs one training run. The constructor checks everything a run needs that takes
+    no time (ValueError with one line otherwise); `main` trains."""
+
+    def __init__(self, spec: agents.AgentSpec, run: RunConfig, cfg: Any) -> None:
+        self.spec, self.run, self.cfg = spec, run, cfg
+        self.game = envs.resolve(run.env)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.run_dir = Path(run.run_dir or f"runs/{spec.name}-{self.game.name}-s{run.seed}-{stamp}")
+        self.env_options = spec.env_options(cfg, self.game.kind)
+        if run.sticky is not None:  # recorded with the run, so evaluate.py and watch.py play the same game
+            if self.game.kind != "atari":
+                raise ValueError(f"--sticky applies to Atari games, not {run.env}; drop it")
+            self.env_options = self.env_options | {"sticky": run.sticky}
+        self.frames_per_step = envs.frames_per_step(run.env, **self.env_options)
+        self.total_steps = cfg.frames // self.frames_per_step
+        self.eval_every_frames = run.eval_every or max(cfg.frames // 10, 1)
+        self.best_eval = -float("inf")
+        if run.resume is None and (self.run_dir / "checkpoints").exists():
+            raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir}, "
+                             "or pick another --run-dir")  # fmt: skip
+
+    def main(self) -> dict[str, Any]:
+        session = self.restore()
+        self.loop(session)
+        return self.finish(session)
+
+    # ------------------------------------------------------------------ restore
+    def restore(self) -> Session:
+        """A fresh run, or the latest checkpoint's agent, metrics (cut back to it) and replay."""
+        run, cfg = self.run, self.cfg
+        nets.keep_freed_memory()  # training steps reuse mapped pages instead of faulting in fresh ones
+        start_step, state = 0, None
+        if run.resume is not None:
+            state, meta = load_checkpoint(find_checkpoint(self.run_dir, "latest"))
+            start_step, self.best_eval = meta["step"], meta.get("best_eval", -float("inf"))
+        seed = run.seed + start_step  # a resumed run draws new games and exploration noise
+        nets.seed_everything(seed)
+        env = self._make_env(seed)
+        agent = self.spec.make_agent(cfg, env, run.device, seed)
+        if not isinstance(agent, agents.Agent):
+            raise TypeError(f"agent {self.spec.name!r} does not implement agents.Agent")
+        if state is not None:
+            agent.load_state_dict(state)
+            rows = read_jsonl(self.run_dir / "metrics.jsonl")  # drop lines logged after the checkpoint
+            (self.run_dir / "metrics.jsonl").write_text(
+                "".join(json.dumps(r) + "\n" for r in rows if r.get("global_step", 0) <= start_step)
+            )
+        replay = None
+        if run.save_replay and self.spec.make_replay is not None:
+            replay = self.spec.make_replay(cfg, env, seed)
+            saved = self.run_dir / "checkpoints" / "replay.npz"
+            if state is not None and saved.exists():
+                replay.load_state_dict(load_arrays(saved))
+        config = {"agent": self.spec.name, "game": self.game.env_id, "frames_per_step": self.frames_per_step,
+                  "agent_config": dataclasses.asdict(cfg), **self._run_config()}  # fmt: skip
+        logger = RunLogger(self.run_dir, config, wandb_mode=run.wandb, resume=state is not None)
+        print(f"{self.spec.name} on {self.game.env_id}: {cfg.frames:,} frames, {cfg.num_envs} envs, "
+              f"device {agent.device}, run directory {self.run_dir}", file=sys.stderr)  # fmt: skip
+        return Session(env, agent, logger, start_step, seed, replay, step=start_step)
+
+    def _make_env(self, seed: int) -> Any:
+        """The training envs, in the agent's env groups where EnvPool can step them (see
+        `agents.rollout.RolloutCollector`), else all at once with a note saying why."""
+        run, cfg, options = self.run, self.cfg, dict(self.env_options)
+        if self.game.kind == "atari" and run.video_every != 0:
+            video_every = {} if run.video_every is None else {"video_every": run.video_every}
+            options |= {"video_dir": str(self.run_dir / "videos"), **video_every}
+        groups, why = cfg.env_groups, None
+        if cfg.num_envs % groups:
+            why, groups = f"--num-envs {cfg.num_envs} is not a multiple of --env-groups {groups}", 1
+        env = envs.make(run.env, cfg.num_envs, seed=seed, mode="train", backend=run.backend, groups=groups,
+                        **options)  # fmt: skip
+        if groups > 1 and envs.num_groups(env) == 1:  # the gymnasium backends have no groups
+            why = "only the EnvPool backend steps envs in groups"
+        if why:
+            print(f"note: the {cfg.num_envs} envs step all at once, not in groups: {why}", file=sys.stderr)
+        return env
+
+    # ------------------------------------------------------------------ loop
+    def loop(self, s: Session) -> None:
+        """Drive the agent's loop: log its rows, evaluate and checkpoint on schedule. Ctrl-C or SIGTERM
+        writes the latest checkpoint, then raises Interrupted."""
+        run, fps = self.run, self.frames_per_step
+        replay = {"replay": s.replay} if s.replay is not None else {}
+        steps = self.spec.train(self.cfg, s.env, s.agent, total_steps=self.total_steps, start_step=s.start_step,
+                                seed=s.seed, log_every=run.log_every, **replay)  # fmt: skip
+        bar = tqdm(total=self.cfg.frames, initial=s.start_step * fps, unit="frame", unit_scale=True,
+                   disable=not run.progress, dynamic_ncols=True)  # fmt: skip
+        recent, sps, t_log, step_log = deque(maxlen=20), 0.0, time.perf_counter(), s.start_step
+        t_ckpt, next_eval = time.monotonic(), s.start_step * fps // self.eval_every_frames + 1
+        videos_seen = set(self.run_dir.glob("videos/*.mp4"))
+        with _signals_interrupt() as stop:
+            try:
+                for s.step, rows in steps:
+                    for row in rows:
+                        if "episode_return" in row:
+                            recent.append(row["episode_return"])
+                            self._new_videos(s.logger, videos_seen, s.step)
+                        else:
+                            now = time.perf_counter()
+                            sps = (s.step - step_log) / max(now - t_log, 1e-9)
+                            row["sps"] = row["perf/sps"] = sps
+                            t_log, step_log = now, s.step
+                        s.logger.log({"global_step": s.step, "frames": s.step * fps, "time": time.time(), **row})
+                    bar.update(s.step * fps - bar.n)
+                    if rows:
+                        bar.set_postfix(score=f"{np.mean(recent):.1f}" if recent else "-", sps=f"{sps:.0f}",
+                                        refresh=False)  # fmt: skip
+                    if s.step * fps >= next_eval * self.eval_every_frames:
+                        next_eval = s.step * fps // self.eval_every_frames + 1
+                        s.last_eval = self._evaluate_and_save(s)
+                        t_ckpt = time.monotonic()
+                    elif time.monotonic() - t_ckpt > run.checkpoint_minutes * 60:
+                        self.save(s, "latest", {"best_eval": self.best_eval})
+                        t_ckpt = time.monotonic()
+            except KeyboardInterrupt:
+                stop.ignore_more()  # a second Ctrl-C or kill must not cut the checkpoint short
+                bar.close()
+                self.save(s, "latest", {"best_eval": self.best_eval})
+                s.logger.close()
+                s.env.close()
+                why = "killed" if stop.signum == signal.SIGTERM else "interrupted"
+                raise Interrupted(f"{why} at frame {s.step * fps:,}; checkpoint saved") from None
+        bar.close()
+
+    # ------------------------------------------------------------------ finish
+    def finish(self, s: Session) -> dict[str, Any]:
+        """Evaluate at the budget (unless the loop just did), write the curve; the run's summary."""
+        s.env.close()
+        if not s.last_eval or s.last_eval["_step"] * self.frames_per_step < self.cfg.frames:
+            s.last_eval = self._evaluate_and_save(s)
+        curve = self._plot_curve()
+        s.logger.log_image(curve, s.step, "charts/curve")
+        s.logger.close()
+        wall = time.perf_counter() - s.started
+        return {
+            "agent": self.spec.name,
+            "game": self.game.env_id,
+            "frames": s.step * self.frames_per_step,
+            "global_step": s.step,
+            "wall_seconds": round(wall, 1),
+            "sps": round((s.step - s.start_step) / max(wall, 1e-9), 1),
+            "final_eval_mean": s.last_eval["eval/mean_return"],
+            "best_eval_mean": self.best_eval,
+            "run_dir": str(self.run_dir),
+        }
+
+    # ------------------------------------------------------------------ pieces
+    def _run_config(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self.run).items()}
+
+    def save(self, s: Session, which: str, metrics: dict[str, Any]) -> None:
+        meta = {"agent": self.spec.name, "game": self.game.env_id, "step": s.step,
+                "frames": s.step * self.frames_per_step, "agent_config": dataclasses.asdict(self.cfg),
+                "env_options": self.env_options, "run_config": self._run_config(), **metrics}  # fmt: skip
+        save_checkpoint(self.run_dir / "checkpoints" / which, s.agent.state_dict(), meta)
+        if which == "latest" and s.replay is not None:
+            save_arrays(self.run_dir / "checkpoints" / "replay.npz", s.replay.state_dict())
+
+    def evaluate(self, agent: agents.Agent) -> dict[str, float]:
+        games = play_games(agent, self.game.env_id, self.run.eval_episodes, seed=self.run.seed,
+                           **self.env_options)  # fmt: skip
+        stats = summarise([g["score"] for g in games], self.game.env_id, self.run.seed)
+        return {f"eval/{k}_return": stats[k] for k in ("mean", "median", "std")} | {"eval/episodes": len(games)}
+
+    def _evaluate_and_save(self, s: Session) -> dict[str, Any]:
+        result = self.evaluate(s.agent)
+        s.logger.log({"global_step": s.step, "frames": s.step * self.frames_per_step, "time": time.time(),
+                      **result})  # fmt: skip
+        if result["eval/mean_return"] > self.best_eval:
+            self.best_eval = result["eval/mean_return"]
+            self.save(s, "best", {"eval": result, "best_eval": self.best_eval})
+        self.save(s, "latest", {"eval": result, "best_eval": self.best_eval})
+        self._plot_curve()
+        return {**result, "_step": s.step}
+
+    def _plot_curve(self) -> Path:
+        rows = read_jsonl(self.run_dir / "metrics.jsonl")
+        return plot_learning_curve(rows, self.run_dir / "curve.png", title=f"{self.spec.name} on {self.game.env_id}")
+
+    def _new_videos(self, logger: RunLogger, seen: set[Path], step: int) -> None:
+        for path in sorted(set(self.run_dir.glob("videos/*.mp4")) - seen):
+            seen.add(path)
+            logger.log_video(path, step, "media/train_video")
+
+
+class _signals_interrupt:  # noqa: N801 (used as a context manager)
+    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt) inside the block; both handlers are given back after."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signum = signum
+        raise KeyboardInterrupt
+
+    def ignore_more(self) -> None:
+        # `timeout` forwards the SIGTERM that `pkill` also sent, so two can arrive.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __enter__(self) -> _signals_interrupt:
+        self._previous = signal.signal(signal.SIGTERM, self._on_signal), signal.getsignal(signal.SIGINT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous[0])
+        signal.signal(signal.SIGINT, self._previous[1])

@@ -1,1 +1,0 @@
-"""Command-line programs users run (train, watch, evaluate, benchmark, supervised) and the run logger."""
