@@ -67,9 +67,12 @@ class Config:
     """bfloat16 autocast for the network where the device runs it natively; losses stay float32."""
 
     def __post_init__(self) -> None:
-        check_config(self, positive=("frames", "num_envs", "env_groups", "num_steps", "lr", "rms_eps", "gamma"),
-                     non_negative=("ent_coef", "vf_coef", "max_grad_norm"),
-                     unit=("rms_alpha", "gamma", "gae_lambda"))  # fmt: skip
+        check_config(
+            self,
+            positive=("frames", "num_envs", "env_groups", "num_steps", "lr", "rms_eps", "gamma"),
+            non_negative=("ent_coef", "vf_coef", "max_grad_norm"),
+            unit=("rms_alpha", "gamma", "gae_lambda"),
+        )
 
 
 PRESETS = {
@@ -88,28 +91,26 @@ class A2C:
         self.optimizer = torch.optim.RMSprop(
             self.net.parameters(), cfg.lr, alpha=cfg.rms_alpha, eps=cfg.rms_eps
         )
-        self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
+        self.actor_critic = nets.DeviceNet(self.net, self.device, cfg.bf16, self.optimizer)  # bf16 where fast
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.act_net = nets.InferenceCopy(self.net, self.bf16, self.optimizer)  # cast once per update
 
     def act(self, obs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
-        return sample_actions(self.act_net, obs, self.device, self.bf16, self.generator)
+        return sample_actions(self.actor_critic, obs, self.generator)
 
     def eval_act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for evaluation."""
-        return greedy_actions(self.act_net, obs, self.device, self.bf16)
+        return greedy_actions(self.actor_critic, obs)
 
     def value(self, obs: np.ndarray) -> torch.Tensor:
-        return state_values(self.act_net, obs, self.device, self.bf16)
+        return state_values(self.actor_critic, obs)
 
     def update(self, b_batch: PolicyBatch) -> dict[str, float]:
         """One gradient step on a rollout's real transitions (its returns; advantages are R - V here)."""
         cfg = self.cfg
         if len(b_batch) == 0:  # every row a reset step (tiny rollouts only): nothing to learn from
             return {}
-        with nets.autocast(self.device, self.bf16):
-            logits, values = self.net(b_batch.obs)
+        logits, values = self.actor_critic(b_batch.obs)
         advantages = b_batch.returns - values.detach()
         policy_loss = nets.cross_entropy(logits, b_batch.actions, weights=advantages)
         value_loss = nets.mse(values, b_batch.returns)

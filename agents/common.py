@@ -1,11 +1,10 @@
-"""Small pieces shared by the agents: schedules and tensor movement."""
+"""Small pieces shared by the agents: schedules, minibatch rows, action spaces and config checks."""
 
 from __future__ import annotations
 
 import math
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 
@@ -14,14 +13,6 @@ def linear_schedule(start: float, end: float, duration: int, step: int) -> float
     if duration <= 0:
         return end
     return start + (end - start) * min(step / duration, 1.0)
-
-
-def to_device(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """numpy (or a tensor) -> tensor on `device` without changing the dtype (uint8 pixels stay uint8 until
-    the net)."""
-    if isinstance(array, torch.Tensor):
-        return array.to(device, non_blocking=True)
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
 
 
 def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

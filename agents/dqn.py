@@ -24,7 +24,7 @@ import torch
 
 import envs
 import nets
-from agents.common import ConfigError, check_config, linear_schedule, num_discrete_actions, to_device
+from agents.common import ConfigError, check_config, linear_schedule, num_discrete_actions
 from agents.interface import AgentSpec
 from agents.replay import ReplayBuffer, Transitions
 
@@ -86,10 +86,25 @@ class Config:
     Ampere+ GPUs); weights, targets, loss and Adam stay float32. About 2x faster on the CNN here."""
 
     def __post_init__(self) -> None:
-        check_config(self, positive=("frames", "num_envs", "buffer_size", "batch_size", "lr", "adam_eps",
-                                     "gamma", "train_every", "gradient_steps", "target_update_every", "n_step",
-                                     "max_grad_norm"), non_negative=("learning_starts", "eps_decay_steps"),
-                     unit=("gamma", "eps_start", "eps_end", "eval_epsilon", "per_alpha", "per_beta_start"))  # fmt: skip
+        check_config(
+            self,
+            positive=(
+                "frames",
+                "num_envs",
+                "buffer_size",
+                "batch_size",
+                "lr",
+                "adam_eps",
+                "gamma",
+                "train_every",
+                "gradient_steps",
+                "target_update_every",
+                "n_step",
+                "max_grad_norm",
+            ),
+            non_negative=("learning_starts", "eps_decay_steps"),
+            unit=("gamma", "eps_start", "eps_end", "eval_epsilon", "per_alpha", "per_beta_start"),
+        )
         if self.buffer_size < self.batch_size:
             raise ConfigError(
                 f"--buffer-size {self.buffer_size} is smaller than --batch-size {self.batch_size}"
@@ -127,17 +142,14 @@ class DQN:
         self, cfg: Config, obs_space: gym.Space, num_actions: int, device: str = "auto", seed: int = 0
     ) -> None:
         self.cfg, self.device, self.num_actions = cfg, nets.resolve_device(device), num_actions
-        pixels = len(obs_space.shape) == 3  # (4, 84, 84) uint8 frames
-        backbone = nets.NatureCNN(obs_space.shape) if pixels else nets.MLP(obs_space.shape, hidden=cfg.hidden)
+        backbone = nets.backbone_for(obs_space.shape, cfg.hidden)  # Nature CNN on (4, 84, 84) uint8 frames
         head = nets.QHead(backbone.out_dim, num_actions, dueling=cfg.dueling)
         self.q_net = nets.BackboneWithHead(backbone, head).to(self.device)
         self.target_q_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.optimizer = nets.make_optimizer("adam", self.q_net.parameters(), cfg.lr, eps=cfg.adam_eps)
         self.loss_fn = nets.get_loss(cfg.loss)
-        self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
-        # Forward-only uses get their weights cast once per change instead of once per call.
-        self.act_q_net = nets.InferenceCopy(self.q_net, self.bf16, self.optimizer)
-        self.target_q = nets.InferenceCopy(self.target_q_net, self.bf16)
+        self.q = nets.DeviceNet(self.q_net, self.device, cfg.bf16, self.optimizer)  # bf16 where fast
+        self.target_q = nets.DeviceNet(self.target_q_net, self.device, cfg.bf16)
         self.rng = np.random.default_rng(seed)
         self.updates = 0
         # |TD errors| (B,) of the last update's batch, set by `update`: the loop hands them to prioritized
@@ -147,8 +159,7 @@ class DQN:
     @torch.inference_mode()
     def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """Epsilon-greedy actions for a batch of observations (N, ...) -> (N,) int64."""
-        with nets.autocast(self.device, self.bf16):
-            greedy = self.act_q_net(to_device(obs, self.device)).argmax(-1).cpu().numpy()
+        greedy = self.q.infer(obs).argmax(-1).cpu().numpy()
         explore = self.rng.random(len(obs)) < epsilon
         return np.where(explore, self.rng.integers(0, self.num_actions, len(obs)), greedy)
 
@@ -158,12 +169,11 @@ class DQN:
     def update(self, batch: Transitions) -> dict[str, float]:
         """One gradient step on a replay batch; returns the metrics and leaves |TD errors| in `td_abs`."""
         b = batch.to(self.device)  # uint8 frames stay uint8 until the network
-        with torch.no_grad(), nets.autocast(self.device, self.bf16):
-            next_q_target = self.target_q(b.next_obs).float()  # (B, A)
-            next_q_online = self.q_net(b.next_obs).float() if self.cfg.double else None
+        next_q_target = self.target_q.infer(b.next_obs)  # (B, A)
+        with torch.no_grad():
+            next_q_online = self.q(b.next_obs) if self.cfg.double else None
         targets = td_targets(b.returns, b.discounts, next_q_target, next_q_online)
-        with nets.autocast(self.device, self.bf16):
-            q = self.q_net(b.obs).float().gather(1, b.actions[:, None]).squeeze(1)
+        q = self.q(b.obs).gather(1, b.actions[:, None]).squeeze(1)
         loss = self.loss_fn(q, targets, b.weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

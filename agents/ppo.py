@@ -124,21 +124,20 @@ class PPO:
         self.cfg, self.device, self.num_actions = cfg, nets.resolve_device(device), num_actions
         self.net = nets.ActorCritic(obs_space.shape, num_actions, cfg.hidden).to(self.device)
         self.optimizer = nets.make_optimizer("adam", self.net.parameters(), cfg.lr, eps=cfg.adam_eps)
-        self.bf16 = cfg.bf16 and nets.bf16_supported(self.device)
-        self.act_net = nets.InferenceCopy(self.net, self.bf16, self.optimizer)  # cast once per update
+        self.actor_critic = nets.DeviceNet(self.net, self.device, cfg.bf16, self.optimizer)  # bf16 where fast
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.clip = cfg.clip  # the surrogate's clip range eps: the loop anneals it, as it does the lr
 
     def act(self, obs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
         """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
-        return sample_actions(self.act_net, obs, self.device, self.bf16, self.generator)
+        return sample_actions(self.actor_critic, obs, self.generator)
 
     def eval_act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions for evaluation."""
-        return greedy_actions(self.act_net, obs, self.device, self.bf16)
+        return greedy_actions(self.actor_critic, obs)
 
     def value(self, obs: np.ndarray) -> torch.Tensor:
-        return state_values(self.act_net, obs, self.device, self.bf16)
+        return state_values(self.actor_critic, obs)
 
     def update(self, b_batch: PolicyBatch) -> dict[str, float]:
         """`epochs` passes of minibatch PPO, with clip range `self.clip`, over a rollout's real
@@ -163,8 +162,7 @@ class PPO:
 
     def _minibatch_step(self, mb_batch: PolicyBatch) -> dict[str, float]:
         cfg, clip = self.cfg, self.clip
-        with nets.autocast(self.device, self.bf16):
-            logits, values = self.net(mb_batch.obs)
+        logits, values = self.actor_critic(mb_batch.obs)
         log_probs = torch.log_softmax(logits, -1)
         new_logprobs = log_probs.gather(1, mb_batch.actions[:, None]).squeeze(1)
         log_ratio = new_logprobs - mb_batch.logprobs

@@ -25,7 +25,7 @@ import torch
 
 import envs
 import nets
-from agents.common import ConfigError, check_config, num_discrete_actions, to_device
+from agents.common import ConfigError, check_config, num_discrete_actions
 from agents.interface import AgentSpec
 from agents.returns import discounted_returns
 
@@ -116,14 +116,13 @@ class Reinforce:
         self.cfg, self.device = cfg, nets.resolve_device(device)
         self.env_actions = np.array(cfg.actions or range(num_actions))
         self.num_actions = num_actions
-        pixels = len(obs_space.shape) == 3
-        body = nets.NatureCNN(obs_space.shape) if pixels else nets.MLP(obs_space.shape, cfg.hidden)
+        body = nets.backbone_for(obs_space.shape, cfg.hidden)
         self.policy = nets.BackboneWithHead(
             body, nets.CategoricalPolicyHead(body.out_dim, len(self.env_actions))
         )
         self.value = None
         if cfg.baseline:
-            value_body = nets.NatureCNN(obs_space.shape) if pixels else nets.MLP(obs_space.shape, cfg.hidden)
+            value_body = nets.backbone_for(obs_space.shape, cfg.hidden)
             self.value = nets.BackboneWithHead(value_body, nets.ValueHead(value_body.out_dim))
         params = [p for m in (self.policy, self.value) if m is not None for p in m.parameters()]
         self.optimizer = nets.make_optimizer(cfg.optimizer, params, cfg.lr)
@@ -138,13 +137,13 @@ class Reinforce:
     @torch.inference_mode()
     def act(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(env actions (N,), indices into `env_actions` (N,)) sampled from the policy."""
-        probs = self.policy(to_device(obs, self.device)).softmax(-1)
+        probs = self.policy(nets.to_device(obs, self.device)).softmax(-1)
         index = torch.multinomial(probs, 1, generator=self.generator).squeeze(1).cpu().numpy()
         return self.env_actions[index], index
 
     @torch.inference_mode()
     def eval_act(self, obs: np.ndarray) -> np.ndarray:
-        return self.env_actions[self.policy(to_device(obs, self.device)).argmax(-1).cpu().numpy()]
+        return self.env_actions[self.policy(nets.to_device(obs, self.device)).argmax(-1).cpu().numpy()]
 
     def update(self, b_batch: EpisodeBatch) -> dict[str, float]:
         """One step on a batch of whole episodes."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agents.common import to_device
+from nets import to_device
 
 Array = np.ndarray | torch.Tensor
 

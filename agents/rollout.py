@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +23,10 @@ import torch
 
 import envs
 import nets
-from agents.common import take_rows, to_device
+from agents.common import take_rows
+from nets import to_device
 
 Rows = list[dict[str, float]]
-Net = Callable[[torch.Tensor], Any]  # an actor-critic module, or its nets.InferenceCopy
 
 
 @dataclass
@@ -73,26 +73,23 @@ class Rollout:
 
 @torch.inference_mode()
 def sample_actions(
-    net: Net, obs: np.ndarray | torch.Tensor, device: torch.device, bf16: bool, generator: torch.Generator
+    net: nets.DeviceNet, obs: np.ndarray | torch.Tensor, generator: torch.Generator
 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """An actor-critic's sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
-    with nets.autocast(device, bf16):
-        logits, values = net(to_device(obs, device))
+    logits, values = net.infer(obs)
     actions = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
     logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
     return actions.cpu().numpy(), logprobs, values
 
 
 @torch.inference_mode()
-def greedy_actions(net: Net, obs: np.ndarray, device: torch.device, bf16: bool) -> np.ndarray:
-    with nets.autocast(device, bf16):
-        return net(to_device(obs, device))[0].argmax(-1).cpu().numpy()
+def greedy_actions(net: nets.DeviceNet, obs: np.ndarray) -> np.ndarray:
+    return net.infer(obs)[0].argmax(-1).cpu().numpy()
 
 
 @torch.inference_mode()
-def state_values(net: Net, obs: np.ndarray, device: torch.device, bf16: bool) -> torch.Tensor:
-    with nets.autocast(device, bf16):
-        return net(to_device(obs, device))[1]
+def state_values(net: nets.DeviceNet, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return net.infer(obs)[1]
 
 
 class RolloutCollector:

@@ -1,7 +1,7 @@
 """nets: the supervised-learning core and the backbones every agent shares."""
 
 from nets.augment import compose, gaussian_noise, random_crop, random_flip, random_shift
-from nets.backbones import MLP, ImpalaCNN, LSTMCore, NatureCNN
+from nets.backbones import MLP, ImpalaCNN, LSTMCore, NatureCNN, backbone_for
 from nets.device import (
     autocast,
     bf16_supported,
@@ -9,10 +9,11 @@ from nets.device import (
     num_threads,
     resolve_device,
     seed_everything,
+    to_device,
 )
 from nets.fit import History, accuracy, evaluate, fit
 from nets.heads import ActorCritic, BackboneWithHead, CategoricalPolicyHead, QHead, ValueHead
-from nets.inference import InferenceCopy
+from nets.inference import DeviceNet, InferenceCopy
 from nets.layers import orthogonal_, to_float
 from nets.losses import cross_entropy, entropy, get_loss, huber, mse
 from nets.optim import lr_factor, make_optimizer
@@ -22,6 +23,7 @@ __all__ = [
     "ActorCritic",
     "BackboneWithHead",
     "CategoricalPolicyHead",
+    "DeviceNet",
     "History",
     "ImpalaCNN",
     "InferenceCopy",
@@ -31,6 +33,7 @@ __all__ = [
     "ValueHead",
     "accuracy",
     "autocast",
+    "backbone_for",
     "bf16_supported",
     "compose",
     "cross_entropy",
@@ -51,5 +54,6 @@ __all__ = [
     "random_shift",
     "resolve_device",
     "seed_everything",
+    "to_device",
     "to_float",
 ]

@@ -176,3 +176,13 @@ class LSTMCore(nn.Module):
                 outs.append(y)
             out = torch.cat(outs)
         return (out[0] if single_step else out), (h, c)
+
+
+def backbone_for(
+    obs_shape: Sequence[int], hidden: Sequence[int] = (256, 256), activation: type[nn.Module] = nn.ReLU
+) -> FeedForward:
+    """The agents' default backbone for an observation: the Nature CNN for (C, H, W) uint8 frames, an MLP
+    with `hidden` widths for vectors."""
+    if len(obs_shape) == 3:
+        return NatureCNN(obs_shape)
+    return MLP(obs_shape, hidden, activation=activation)

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 from collections.abc import Iterator
 
+import numpy
 import torch
 
 
@@ -81,3 +82,11 @@ def keep_freed_memory() -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
     # 32 MB is the largest mmap threshold glibc accepts on 64-bit machines; the trim threshold is an int.
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def to_device(array: numpy.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """numpy (or a tensor) -> tensor on `device` without changing the dtype (uint8 pixels stay uint8 until
+    the net)."""
+    if isinstance(array, torch.Tensor):
+        return array.to(device, non_blocking=True)
+    return torch.from_numpy(numpy.ascontiguousarray(array)).to(device, non_blocking=True)

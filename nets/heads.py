@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from nets.backbones import MLP, NatureCNN
+from nets.backbones import backbone_for
 from nets.layers import orthogonal_
 
 
@@ -66,9 +66,9 @@ class ActorCritic(nn.Module):
 
     def __init__(self, obs_shape: Sequence[int], num_actions: int, hidden: Sequence[int] = (64, 64)) -> None:
         super().__init__()
-        pixels = len(obs_shape) == 3
-        self.actor_body = NatureCNN(obs_shape) if pixels else MLP(obs_shape, hidden, activation=nn.Tanh)
-        self.critic_body = None if pixels else MLP(obs_shape, hidden, activation=nn.Tanh)
+        self.actor_body = backbone_for(obs_shape, hidden, activation=nn.Tanh)
+        pixels = len(obs_shape) == 3  # one CNN serves both heads
+        self.critic_body = None if pixels else backbone_for(obs_shape, hidden, activation=nn.Tanh)
         self.policy = CategoricalPolicyHead(self.actor_body.out_dim, num_actions)
         self.value = ValueHead(self.actor_body.out_dim)
 

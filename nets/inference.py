@@ -1,4 +1,5 @@
-"""Acting with a network many times between two of its updates: cast its weights once per update."""
+"""How the agents run their networks fast, so that the algorithm files need not say it: `DeviceNet` (bf16
+autocast where native, float32 outputs) and `InferenceCopy` (weights cast once per update for acting)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
+
+from nets.device import autocast, bf16_supported, to_device
 
 
 class InferenceCopy:
@@ -50,3 +54,32 @@ class InferenceCopy:
             if self.inference_net.training != self.net.training:
                 self.inference_net.train(self.net.training)
         return self.inference_net(*args, **kwargs)
+
+
+class DeviceNet:
+    """A network as an agent runs it: on its device, under bfloat16 autocast where the device runs bf16
+    natively (`bf16_supported`; weights, losses and the optimiser stay float32), with float32 outputs.
+
+    `net(x)` is the training forward. `net.infer(x)` is a forward without gradients, for acting and for
+    targets: `x` may be numpy, and it goes through an `InferenceCopy` whose weights are cast to bf16 once
+    per `optimizer` step instead of in every call."""
+
+    def __init__(
+        self, module: nn.Module, device: torch.device, bf16: bool, optimizer: Optimizer | None = None
+    ) -> None:
+        self.module, self.device = module, device
+        self.bf16 = bf16 and bf16_supported(device)
+        self.inference = InferenceCopy(module, self.bf16, optimizer)
+
+    def __call__(self, *inputs: torch.Tensor) -> Any:
+        with autocast(self.device, self.bf16):
+            return _as_float(self.module(*inputs))
+
+    @torch.no_grad()
+    def infer(self, *inputs: Any) -> Any:
+        with autocast(self.device, self.bf16):
+            return _as_float(self.inference(*(to_device(x, self.device) for x in inputs)))
+
+
+def _as_float(out: Any) -> Any:
+    return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()

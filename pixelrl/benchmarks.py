@@ -56,7 +56,7 @@ def bench_envs(opts: Envs, command: str, progress: Callable[[str], None] = print
               "results": results}  # fmt: skip
     (opts.out / "benchmark_envs.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_env_sps(results, opts.out / "benchmark_envs.png")
-    progress(f"fastest: {best['backend']} with {best['num_envs']} envs; wrote {opts.out}/benchmark_envs.{{json,png}}")
+    progress(f"fastest: {best['backend']} with {best['num_envs']} envs; wrote {opts.out}/benchmark_envs.*")
     return report
 
 

@@ -56,7 +56,9 @@ def parse_train(argv: list[str], usage: str | None) -> tuple[agents.AgentSpec, R
         return spec, *_parse_resume(spec, Path(resume), rest)
     with one_line_errors("--env: "):
         kind = envs.resolve(_option(rest, "--env") or RunConfig.env).kind
-    return spec, *_parse_over(spec, rest, RunConfig(), spec.presets["atari" if kind == "atari" else "classic"])
+    return spec, *_parse_over(
+        spec, rest, RunConfig(), spec.presets["atari" if kind == "atari" else "classic"]
+    )
 
 
 def _parse_over(spec: agents.AgentSpec, rest: list[str], run: RunConfig, cfg: Any) -> tuple[RunConfig, Any]:
@@ -64,9 +66,14 @@ def _parse_over(spec: agents.AgentSpec, rest: list[str], run: RunConfig, cfg: An
     # Built at run time so the agent's own Config supplies the options (tyro reads the field docstrings).
     Args = dataclasses.make_dataclass("Args", [("run", RunConfig), ("agent", spec.Config)], frozen=True)
     with one_line_errors():
-        args = tyro.cli(Args, args=rest, default=Args(run, cfg), prog=f"train.py {spec.name}",
-                        config=(tyro.conf.OmitArgPrefixes,),
-                        description=sys.modules[spec.Config.__module__].__doc__)  # the agent's paper box
+        args = tyro.cli(
+            Args,
+            args=rest,
+            default=Args(run, cfg),
+            prog=f"train.py {spec.name}",
+            config=(tyro.conf.OmitArgPrefixes,),
+            description=sys.modules[spec.Config.__module__].__doc__,
+        )  # the agent's paper box
     return args.run, args.agent
 
 
@@ -90,18 +97,27 @@ def _parse_resume(spec: agents.AgentSpec, run_dir: Path, rest: list[str]) -> tup
         with one_line_errors("--env: "):
             other = envs.resolve(game).name != envs.resolve(meta["game"]).name
         if other:
-            raise SystemExit(f"error: {run_dir} was trained on {meta['game']}, not {game}; drop --env to resume it")
+            raise SystemExit(
+                f"error: {run_dir} was trained on {meta['game']}, not {game}; drop --env to resume it"
+            )
     with one_line_errors("--resume: "):
-        saved_run = agents.config_from_dict(RunConfig, {**meta["run_config"], "run_dir": run_dir, "resume": run_dir})
+        saved_run = agents.config_from_dict(
+            RunConfig, {**meta["run_config"], "run_dir": run_dir, "resume": run_dir}
+        )
         saved_cfg = agents.config_from_dict(spec.Config, meta["agent_config"])
     run, cfg = _parse_over(spec, rest, saved_run, saved_cfg)
     changed = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(saved_cfg, f.name)]
-    changed += [f.name for f in dataclasses.fields(run)
-                if f.name != "env" and getattr(run, f.name) != getattr(saved_run, f.name)]  # fmt: skip
+    changed += [
+        f.name
+        for f in dataclasses.fields(run)
+        if f.name != "env" and getattr(run, f.name) != getattr(saved_run, f.name)
+    ]
     allowed = (*spec.resumable, *RESUMABLE)
     refused = [name for name in changed if name not in allowed]
     if refused:
         flags = ", ".join("--" + n.replace("_", "-") for n in refused)
-        raise SystemExit(f"error: {flags} cannot change when resuming {run_dir} (its saved config is used); "
-                         f"a resume may change only {', '.join('--' + n.replace('_', '-') for n in allowed)}")  # fmt: skip
+        raise SystemExit(
+            f"error: {flags} cannot change when resuming {run_dir} (its saved config is used); "
+            f"a resume may change only {', '.join('--' + n.replace('_', '-') for n in allowed)}"
+        )
     return dataclasses.replace(run, env=saved_run.env), cfg

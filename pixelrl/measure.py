@@ -6,6 +6,7 @@ figures from different machines must not be read as alike.
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import statistics
@@ -126,5 +127,3 @@ def torch_version() -> str:
     import torch  # imported here so that `envs` runs without loading torch
 
     return torch.__version__
-
-

@@ -1,8 +1,8 @@
 """Summarise a run directory for the docs: the figures a reader asks first, read from metrics.jsonl.
 
-`report` returns a markdown table: frames, agent steps, wall time, training speed, first and last 20 training games
-(raw score), and every evaluation. Wall time runs from the first to the last logged line (a resumed run's
-pause counts too).
+`summarise` reads frames, agent steps, wall time, training speed, the first and last 20 training games (raw
+score) and every evaluation; `markdown` makes the table. Wall time runs from the first to the last logged
+line (a resumed run's pause counts too).
 """
 
 from __future__ import annotations
@@ -121,5 +121,7 @@ def report(opts: ReportOptions) -> tuple[dict[str, Any], list[Path]]:
         written += [path, plot_learning_curve(rows, f"{opts.out}_curve.png", title=title)]
     if opts.compare:
         runs = [{"label": run_label(d), "games": _games(d)} for d in [opts.run_dir, *opts.compare]]
-        written.append(plot_runs(runs, f"{opts.out}_runs.png", title=f"{summary['agent']} on {summary['game']}"))
+        written.append(
+            plot_runs(runs, f"{opts.out}_runs.png", title=f"{summary['agent']} on {summary['game']}")
+        )
     return summary, written

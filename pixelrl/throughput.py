@@ -23,7 +23,6 @@ forward, backward and Adam step on random pixels, no Python around it). A serial
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import statistics
@@ -106,10 +105,16 @@ def _sb3_env(num_envs: int, seed: int) -> VecEnv:
 
     gym.register_envs(ale_py)
     env = make_atari_env(
-        "ALE/Pong-v5", n_envs=num_envs, seed=seed,
+        "ALE/Pong-v5",
+        n_envs=num_envs,
+        seed=seed,
         # AtariWrapper does the frame skip, so ALE must not; ALE applies sticky actions per frame, as ours.
-        env_kwargs={"frameskip": 1, "repeat_action_probability": envs.AtariOptions().sticky, "full_action_space": False},
-    )  # fmt: skip
+        env_kwargs={
+            "frameskip": 1,
+            "repeat_action_probability": envs.AtariOptions().sticky,
+            "full_action_space": False,
+        },
+    )
     return VecFrameStack(env, n_stack=4)
 
 

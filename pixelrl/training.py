@@ -77,7 +77,7 @@ class RunConfig:
 RESUMABLE = ("wandb", "device", "progress", "checkpoint_minutes", "save_replay", "log_every")
 
 
-class Interrupted(Exception):
+class Interrupted(Exception):  # noqa: N818 (a stop, not an error)
     """Ctrl-C or a kill stopped training; the latest checkpoint was written first."""
 
 
@@ -181,8 +181,16 @@ class Trainer:
         writes the latest checkpoint, then raises Interrupted."""
         run, fps = self.run, self.frames_per_step
         replay = {"replay": s.replay} if s.replay is not None else {}
-        steps = self.spec.train(self.cfg, s.env, s.agent, total_steps=self.total_steps, start_step=s.start_step,
-                                seed=s.seed, log_every=run.log_every, **replay)  # fmt: skip
+        steps = self.spec.train(
+            self.cfg,
+            s.env,
+            s.agent,
+            total_steps=self.total_steps,
+            start_step=s.start_step,
+            seed=s.seed,
+            log_every=run.log_every,
+            **replay,
+        )
         bar = tqdm(total=self.cfg.frames, initial=s.start_step * fps, unit="frame", unit_scale=True,
                    disable=not run.progress, dynamic_ncols=True)  # fmt: skip
         recent, sps, t_log, step_log = deque(maxlen=20), 0.0, time.perf_counter(), s.start_step
@@ -200,11 +208,14 @@ class Trainer:
                             sps = (s.step - step_log) / max(now - t_log, 1e-9)
                             row["sps"] = row["perf/sps"] = sps
                             t_log, step_log = now, s.step
-                        s.logger.log({"global_step": s.step, "frames": s.step * fps, "time": time.time(), **row})
+                        s.logger.log(
+                            {"global_step": s.step, "frames": s.step * fps, "time": time.time(), **row}
+                        )
                     bar.update(s.step * fps - bar.n)
                     if rows:
-                        bar.set_postfix(score=f"{np.mean(recent):.1f}" if recent else "-", sps=f"{sps:.0f}",
-                                        refresh=False)  # fmt: skip
+                        bar.set_postfix(
+                            score=f"{np.mean(recent):.1f}" if recent else "-", sps=f"{sps:.0f}", refresh=False
+                        )
                     if s.step * fps >= next_eval * self.eval_every_frames:
                         next_eval = s.step * fps // self.eval_every_frames + 1
                         s.last_eval = self._evaluate_and_save(s)
@@ -260,12 +271,15 @@ class Trainer:
         games = play_games(agent, self.game.env_id, self.run.eval_episodes, seed=self.run.seed,
                            **self.env_options)  # fmt: skip
         stats = summarise([g["score"] for g in games], self.game.env_id, self.run.seed)
-        return {f"eval/{k}_return": stats[k] for k in ("mean", "median", "std")} | {"eval/episodes": len(games)}
+        return {f"eval/{k}_return": stats[k] for k in ("mean", "median", "std")} | {
+            "eval/episodes": len(games)
+        }
 
     def _evaluate_and_save(self, s: Session) -> dict[str, Any]:
         result = self.evaluate(s.agent)
-        s.logger.log({"global_step": s.step, "frames": s.step * self.frames_per_step, "time": time.time(),
-                      **result})  # fmt: skip
+        s.logger.log(
+            {"global_step": s.step, "frames": s.step * self.frames_per_step, "time": time.time(), **result}
+        )
         if result["eval/mean_return"] > self.best_eval:
             self.best_eval = result["eval/mean_return"]
             self.save(s, "best", {"eval": result, "best_eval": self.best_eval})
@@ -275,7 +289,9 @@ class Trainer:
 
     def _plot_curve(self) -> Path:
         rows = read_jsonl(self.run_dir / "metrics.jsonl")
-        return plot_learning_curve(rows, self.run_dir / "curve.png", title=f"{self.spec.name} on {self.game.env_id}")
+        return plot_learning_curve(
+            rows, self.run_dir / "curve.png", title=f"{self.spec.name} on {self.game.env_id}"
+        )
 
     def _new_videos(self, logger: RunLogger, seen: set[Path], step: int) -> None:
         for path in sorted(set(self.run_dir.glob("videos/*.mp4")) - seen):
@@ -284,7 +300,7 @@ class Trainer:
 
 
 class _signals_interrupt:  # noqa: N801 (used as a context manager)
-    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt) inside the block; both handlers are given back after."""
+    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt) inside the block; both handlers are restored after."""
 
     def __init__(self) -> None:
         self.signum: int | None = None

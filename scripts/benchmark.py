@@ -25,8 +25,12 @@ Subcommand = (
     | Annotated[benchmarks.Levers, tyro.conf.subcommand("levers")]
     | Annotated[benchmarks.Precision, tyro.conf.subcommand("precision")]
 )
-RUN = {benchmarks.Envs: benchmarks.bench_envs, benchmarks.Throughput: benchmarks.bench_throughput,
-       benchmarks.Levers: benchmarks.bench_levers, benchmarks.Precision: benchmarks.bench_precision}  # fmt: skip
+RUN = {
+    benchmarks.Envs: benchmarks.bench_envs,
+    benchmarks.Throughput: benchmarks.bench_throughput,
+    benchmarks.Levers: benchmarks.bench_levers,
+    benchmarks.Precision: benchmarks.bench_precision,
+}
 
 
 def main(argv: list[str] | None = None) -> dict:

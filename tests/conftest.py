@@ -1,14 +1,24 @@
 """Shared test helpers: the command lines in scripts/ are files, not an installed package, so tests load
 them by path, as `python scripts/NAME.py` does."""
 
+import os
 import runpy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker takes its share of the cores, so that workers do not oversubscribe them
+    (torch would start one intra-op thread per core in every worker)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def load_script(name: str) -> Callable[[list[str]], Any]:

@@ -5,6 +5,7 @@ import torch
 import envs
 import nets
 from agents import dqn
+from agents.common import ConfigError
 from agents.replay import Transitions
 from pixelrl.checkpoint import load_checkpoint, save_checkpoint
 
@@ -41,9 +42,14 @@ def test_update_moves_q_towards_targets_and_syncs_target():
         weights=np.ones(8, dtype=np.float32),
         indices=np.arange(8),
     )
-    first, td_first = agent.update(batch)
+    moved = batch.to(agent.device)  # one call: tensors on the device, pixels still uint8, indices numpy
+    assert moved.obs.dtype == torch.uint8 and moved.actions.dtype == torch.int64
+    assert isinstance(moved.weights, torch.Tensor) and moved.indices is batch.indices
+    first = agent.update(batch)
+    td_first = agent.td_abs
     for _ in range(30):
-        metrics, td = agent.update(batch)
+        metrics = agent.update(batch)
+        td = agent.td_abs
     assert metrics["losses/td_loss"] < first["losses/td_loss"] / 10
     assert td.shape == (8,) and td.mean() < td_first.mean()
     pairs = list(zip(agent.q_net.parameters(), agent.target_q_net.parameters(), strict=True))
@@ -56,10 +62,10 @@ def test_update_moves_q_towards_targets_and_syncs_target():
 def test_forward_only_copies_serve_the_online_and_the_target_network(monkeypatch):
     """Acting reads the online network and TD targets read the target network, each through its bf16
     copy (nets.InferenceCopy), including after updates and a target sync."""
-    monkeypatch.setattr(nets, "bf16_supported", lambda device: True)  # the bf16 path, on any CPU
+    monkeypatch.setattr(nets.inference, "bf16_supported", lambda device: True)  # the bf16 path, on any CPU
     torch.manual_seed(0)
     cfg, env, agent = pong_agent(lr=1e-3)
-    assert agent.bf16
+    assert agent.q.bf16 and agent.target_q.bf16
     env.close()
     obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
     ones, zeros = np.ones(8, np.float32), np.zeros(8, np.float32)
@@ -67,8 +73,8 @@ def test_forward_only_copies_serve_the_online_and_the_target_network(monkeypatch
                         discounts=zeros, weights=ones, indices=np.arange(8))  # fmt: skip
 
     def outputs() -> tuple[torch.Tensor, ...]:
-        with torch.inference_mode(), nets.autocast(agent.device, agent.bf16):
-            nets_and_copies = (agent.q_net, agent.act_q_net, agent.target_q_net, agent.target_q)
+        with torch.inference_mode(), nets.autocast(agent.device, True):
+            nets_and_copies = (agent.q_net, agent.q.inference, agent.target_q_net, agent.target_q.inference)
             return tuple(n(obs).float() for n in nets_and_copies)
 
     for step in range(3):
@@ -90,8 +96,8 @@ def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):
     replay.reset(obs)
     for _ in range(80):  # a few real updates so optimiser state exists
         a = agent.act(obs, 1.0)
-        obs, r, te, tr, _ = env.step(a)
-        replay.add(a, r, te, obs, tr)
+        obs, r, te, tr, info = env.step(a)
+        replay.add(a, r, te, obs, envs.first_of_episode(info))
     agent.update(replay.sample(32))
     save_checkpoint(tmp_path / "ck", agent.state_dict(), {"step": 80})
     state, meta = load_checkpoint(tmp_path / "ck")
@@ -125,8 +131,8 @@ def test_epsilon_greedy_explores_at_the_given_rate():
     ],
 )
 def test_bad_configs_fail_with_a_message(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        dqn.Config(**overrides).validate()
+    with pytest.raises(ConfigError, match=message):  # the config refuses itself
+        dqn.Config(**overrides)
 
 
 def test_learning_starts_equal_to_the_buffer_size_still_trains():

@@ -10,9 +10,26 @@ TARGETS = [("dqn", 50_000, 195), ("ppo", 100_000, 475), ("a2c", 200_000, 400), (
 def test_agent_solves_cartpole_on_two_of_three_seeds(agent, frames, target, tmp_path, script):
     results = []
     for seed in (0, 1, 2):
-        summary = script("train")([agent, "--env", "CartPole-v1", "--seed", str(seed), "--frames", str(frames),
-                              "--eval-every", str(frames), "--eval-episodes", "10", "--wandb", "off",
-                              "--no-progress", "--run-dir", str(tmp_path / f"s{seed}")])  # fmt: skip
+        summary = script("train")(
+            [
+                agent,
+                "--env",
+                "CartPole-v1",
+                "--seed",
+                str(seed),
+                "--frames",
+                str(frames),
+                "--eval-every",
+                str(frames),
+                "--eval-episodes",
+                "10",
+                "--wandb",
+                "off",
+                "--no-progress",
+                "--run-dir",
+                str(tmp_path / f"s{seed}"),
+            ]
+        )
         # PPO and A2C train whole rollouts, so they may pass the budget by less than one (256 steps here)
         assert frames <= summary["global_step"] <= frames + 256
         results.append(summary["final_eval_mean"])

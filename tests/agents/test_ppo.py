@@ -5,6 +5,8 @@ import torch
 import envs
 import nets
 from agents import a2c, ppo
+from agents.common import ConfigError
+from agents.rollout import PolicyBatch, Rollout
 from pixelrl.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -17,7 +19,15 @@ def test_clipped_surrogate_on_a_hand_made_batch():
     torch.testing.assert_close(loss, torch.tensor([-1.2, -0.5, 1.5, 0.8, -2.1]))
 
 
-def test_update_masks_reset_steps_and_moves_the_policy_towards_positive_advantages():
+def rollout_of_rows(obs, actions, logprobs, values, firsts):
+    """A Rollout of T = len(obs) steps of one env from flat rows, for feeding updates by hand."""
+    column = [x[:, None] for x in (obs, actions, logprobs, values)]
+    zeros = torch.zeros_like(column[3])
+    return Rollout(*column, next_values=zeros, rewards=zeros, terminated=zeros.bool(),
+                   episode_ends=zeros.bool(), firsts=firsts[:, None])  # fmt: skip
+
+
+def test_update_drops_reset_steps_and_moves_the_policy_towards_positive_advantages():
     torch.manual_seed(0)
     cfg = ppo.Config(**{**ppo.PRESETS["classic"].__dict__, "epochs": 10, "minibatches": 1})
     env = envs.make("CartPole-v1", 2, seed=0)
@@ -31,10 +41,13 @@ def test_update_masks_reset_steps_and_moves_the_policy_towards_positive_advantag
     valid = torch.ones(64)
     valid[32:] = 0.0  # reset steps: their huge advantages must not matter
     advantages = torch.where(valid > 0, 1.0, -1e6)
-    rollout = {"obs": obs, "actions": actions, "logprobs": old_logprobs, "values": values,
-               "advantages": advantages, "returns": values + 1.0, "valid": valid}  # fmt: skip
+    firsts = torch.cat([torch.ones(1), 1 - valid]).bool()  # row t is a reset step where obs[t + 1] is first
+    rollout = rollout_of_rows(obs, actions, old_logprobs, values, firsts)
+    b_batch = rollout.policy_batch(advantages[:, None], (values + 1.0)[:, None])
+    assert len(b_batch) == 32
     agent.cfg = ppo.Config(**{**cfg.__dict__, "norm_adv": False})
-    stats = agent.update(rollout, clip=0.2)
+    agent.clip = 0.2
+    stats = agent.update(b_batch)
     with torch.no_grad():
         new_logits, _ = agent.net(obs)
     gained = torch.log_softmax(new_logits, -1)[:, 0] - old_logprobs
@@ -63,32 +76,34 @@ def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):
     ],
 )
 def test_bad_configs_fail_with_a_message(overrides, message):
-    with pytest.raises(ValueError, match=message):
-        ppo.Config(**overrides).validate()
+    with pytest.raises(ConfigError, match=message):  # the config refuses itself
+        ppo.Config(**overrides)
 
 
 @pytest.mark.parametrize("module", [ppo, a2c])
 def test_acting_follows_every_update(module, monkeypatch):
     """The policy-gradient agents act through a bf16 copy of their network (nets.InferenceCopy): after
     each update, the log-probabilities and values they act with are the updated network's."""
-    monkeypatch.setattr(nets, "bf16_supported", lambda device: True)  # the bf16 path, on any CPU
+    monkeypatch.setattr(nets.inference, "bf16_supported", lambda device: True)  # the bf16 path, on any CPU
     torch.manual_seed(0)
     env = envs.make("Pong", 2, seed=0, backend="sync")
     agent = module.make_agent(module.PRESETS["atari"], env, "cpu")
-    assert agent.bf16
+    assert agent.actor_critic.bf16
     env.close()
     obs = torch.randint(0, 256, (64, 4, 84, 84), dtype=torch.uint8)
-    rollout = {"obs": obs, "actions": torch.randint(0, 6, (64,)), "logprobs": torch.full((64,), -1.8),
-               "values": torch.zeros(64), "advantages": torch.randn(64), "returns": torch.full((64,), 3.0),
-               "valid": torch.ones(64)}  # fmt: skip
+    b_batch = PolicyBatch(obs, actions=torch.randint(0, 6, (64,)), logprobs=torch.full((64,), -1.8),
+                          values=torch.zeros(64), advantages=torch.randn(64),
+                          returns=torch.full((64,), 3.0))  # fmt: skip
     acted_values = []
     for _ in range(3):
         actions, logprobs, values = agent.act(obs.numpy())
-        with torch.inference_mode(), nets.autocast(agent.device, agent.bf16):
+        with torch.inference_mode(), nets.autocast(agent.device, True):
             logits, net_values = agent.net(obs)
         expected = torch.log_softmax(logits.float(), -1).gather(1, torch.from_numpy(actions)[:, None])
         torch.testing.assert_close(logprobs.float(), expected.squeeze(1), atol=0.03, rtol=0.03)
         torch.testing.assert_close(values.float(), net_values.float(), atol=0.03, rtol=0.03)
         acted_values.append(values.float())
-        agent.update(rollout, **({"clip": 0.1} if module is ppo else {}))
+        if module is ppo:
+            agent.clip = 0.1
+        agent.update(b_batch)
     assert (acted_values[-1] - acted_values[0]).abs().mean() > 0.1  # the updates moved the values

@@ -17,7 +17,7 @@ def test_update_raises_the_probability_of_actions_with_above_average_returns():
     returns = torch.where(index == 1, 10.0, 0.0)  # action 1 always paid off
     before = agent.policy(obs).softmax(-1)[:, 1].mean()
     for _ in range(10):
-        agent.update(obs, index, returns)
+        agent.update(reinforce.EpisodeBatch(obs, index, returns))
     assert agent.policy(obs).softmax(-1)[:, 1].mean() > before + 0.1
 
 

@@ -24,13 +24,15 @@ def test_stacks_rebuilt_from_single_frames_match_the_env_across_episode_starts_a
     starts = 0
     for _ in range(700):
         actions = rng.integers(0, 4, 2)
-        next_obs, rewards, term, trunc, _ = env.step(actions)
+        next_obs, rewards, term, trunc, info = env.step(actions)
+        first = envs.first_of_episode(info)
+        np.testing.assert_array_equal(first, prev_done)  # the env's flag: the step after a done resets
         for e in range(2):
             if prev_done[e]:
                 starts += 1
             else:
                 real.add((key(obs[e]), int(actions[e]), float(rewards[e]), bool(term[e]), key(next_obs[e])))
-        replay.add(actions, rewards, term, next_obs, trunc)
+        replay.add(actions, rewards, term, next_obs, first)
         prev_done = term | trunc
         obs = next_obs
     env.close()
@@ -54,15 +56,15 @@ class Counter:
         self.t = 0
         self.replay.reset(np.array([[0.0]]))
 
-    def step(self, reward, term=False, trunc=False):
+    def step(self, reward, term=False, trunc=False):  # `trunc` only names the step: the env's next is a reset
         self.t += 1
         self.replay.add(np.array([1]), np.array([reward]), np.array([term]), np.array([[self.t]]),
-                        np.array([trunc]))  # fmt: skip
+                        np.array([False]))  # fmt: skip
 
-    def reset_step(self):  # the NEXT_STEP autoreset step: reward 0, obs = a fresh start (100 + t)
+    def reset_step(self):  # the NEXT_STEP autoreset step: reward 0, obs = a fresh start (100 + t), first
         self.t += 1
         self.replay.add(np.array([0]), np.array([0.0]), np.array([False]), np.array([[100.0 + self.t]]),
-                        np.array([False]))  # fmt: skip
+                        np.array([True]))  # fmt: skip
 
     def targets(self):
         r = self.replay

@@ -270,23 +270,126 @@ def test_hide_velocity_keeps_position_and_angle() -> None:
         np.testing.assert_array_equal(a[0], h[0])
 
 
+# ------------------------------------------------------------------------------------ episode boundary
+
+BACKENDS = ["sync", "async", pytest.param("envpool", marks=needs_envpool)]
+
+
+def firsts(steps: list) -> np.ndarray:
+    """(len(steps), N) bool: the first-of-episode flags of reset() (row 0) and of every step after it."""
+    return np.stack([envs.first_of_episode(s[-1]) for s in steps])
+
+
+def assert_first_after_each_end(steps: list) -> np.ndarray:
+    """The flag of dm_env: all True after reset(), False at the first step, then True exactly on the step
+    after a terminated or truncated one (NEXT_STEP's reset step, reward 0). Returns the flags."""
+    flags = firsts(steps)
+    assert flags.dtype == bool and flags[0].all() and not flags[1].any()
+    ended = np.stack([s[2] | s[3] for s in steps[1:]])  # (steps, N)
+    np.testing.assert_array_equal(flags[2:], ended[:-1])
+    rewards = np.stack([s[1] for s in steps[1:]])
+    assert (rewards[flags[1:]] == 0).all()
+    return flags
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_first_of_episode_after_reset_terminations_and_truncations(backend: str) -> None:
+    cartpole = envs.make("CartPole-v1", 3, seed=0, backend=backend)
+    steps = rollout(cartpole, 120)
+    flags = assert_first_after_each_end(steps)
+    assert any(s[2].any() for s in steps[1:]) and flags[1:].any()  # episodes terminated in the run
+    assert flags[1:].mean() < 0.2  # False mid-episode
+    rewards = np.stack([s[1] for s in steps[1:]])
+    np.testing.assert_array_equal(rewards, (~flags[1:]).astype(np.float32))  # every real step pays 1
+    obs, info = cartpole.reset()  # a reset in mid-episode starts every env's episode again
+    assert envs.first_of_episode(info).all()
+    assert not envs.first_of_episode(cartpole.step(np.zeros(3, np.int64))[-1]).any()
+    cartpole.close()
+
+    capped = envs.make("Pong", 2, max_frames=4 * 10, backend=backend)  # a game of 10 agent steps
+    steps = rollout(capped, 23)
+    capped.close()
+    flags = assert_first_after_each_end(steps)
+    assert [t for t in range(1, 24) if steps[t][3].all()] == [10, 21]  # truncated, never terminated
+    assert [t for t in range(1, 24) if flags[t].any()] == [11, 22] and flags[1:].all(axis=1).sum() == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_first_of_episode_at_life_loss_continuations_in_training_only(backend: str) -> None:
+    """Breakout, one whole game: in train mode a life loss ends the episode, so the continuation step that
+    follows it (same game, fewer lives, reward 0) starts the next one; in eval mode only the game's end."""
+    for mode, expected_starts in (("train", 5), ("eval", 1)):
+        venv = envs.make("Breakout", 1, mode=mode, backend=backend, **DETERMINISTIC)
+        rng = np.random.default_rng(0)
+        steps = [venv.reset()]
+        while len(steps) < 3000 and not (len(steps) > 2 and envs.finished_episodes(steps[-2][4])):
+            steps.append(venv.step(rng.integers(0, 4, 1)))  # up to the step after the game's end
+        venv.close()
+        flags = assert_first_after_each_end(steps)
+        starts = [t for t in range(1, len(steps)) if flags[t, 0]]
+        assert len(starts) == expected_starts and starts[-1] == len(steps) - 1  # the last: a new game
+        for t in starts[:-1]:  # life-loss continuations: the same game goes on with the lives left
+            assert 0 < steps[t][4]["lives"][0] < 5 and steps[t][4]["lives"][0] == steps[t - 1][4]["lives"][0]
+
+
+def test_partial_reset_marks_only_the_envs_reset() -> None:
+    venv = envs.make("CartPole-v1", 3, seed=0, backend="sync")
+    venv.reset()
+    venv.step(np.zeros(3, np.int64))
+    _, info = venv.reset(options={"reset_mask": np.array([False, True, False])})
+    np.testing.assert_array_equal(envs.first_of_episode(info), [False, True, False])
+    assert not envs.first_of_episode(venv.step(np.zeros(3, np.int64))[-1]).any()
+    with pytest.raises(KeyError, match="envs.make"):
+        envs.first_of_episode({})
+    venv.close()
+
+
+@needs_envpool
+def test_envpool_groups_received_apart_flag_the_same_episode_starts() -> None:
+    """recv(group) reports its group's flags: stepping two groups apart gives, step by step, the flags
+    (and frames) of the same envs stepped as one pool, life-loss continuations and new games included."""
+    together = envs.make("Breakout", 4, seed=2, backend="envpool")
+    grouped = envs.make("Breakout", 4, seed=2, backend="envpool", groups=2)
+    (_, info_t), (_, info_g) = together.reset(), grouped.reset()
+    np.testing.assert_array_equal(envs.first_of_episode(info_t), envs.first_of_episode(info_g))
+    rng, starts = np.random.default_rng(1), 0
+    for _ in range(200):
+        actions = rng.integers(0, 4, 4)
+        obs_t, *_, info_t = together.step(actions)
+        grouped.send(actions[2:], 1)
+        grouped.send(actions[:2], 0)
+        second, first = grouped.recv(1), grouped.recv(0)
+        for part, sl in ((first, slice(0, 2)), (second, slice(2, 4))):
+            assert envs.first_of_episode(part[-1]).shape == (2,)
+            np.testing.assert_array_equal(envs.first_of_episode(part[-1]), envs.first_of_episode(info_t)[sl])
+            np.testing.assert_array_equal(part[0], obs_t[sl])
+        starts += int(envs.first_of_episode(info_t).sum())
+    together.close()
+    grouped.close()
+    assert starts >= 4
+
+
 # ---------------------------------------------------------------------------------------------- backends
 
 
 @needs_envpool
 def test_envpool_and_gymnasium_agree_step_by_step() -> None:
-    """Same game, start and actions: identical frames, rewards, episode ends and game statistics (except
-    the terminal frame of a game that ends mid-skip, where EnvPool does not max-pool)."""
+    """Same game, start and actions: identical frames, rewards, episode ends, first-of-episode flags and
+    game statistics (except the terminal frame of a game that ends mid-skip, where EnvPool does not
+    max-pool)."""
     runs = [rollout(envs.make("Breakout", 2, backend=b, **DETERMINISTIC), 500) for b in ("sync", "envpool")]
     for step, (g, e) in enumerate(zip(*runs, strict=True)):
         game_over = step > 0 and bool(envs.finished_episodes(g[4]))
         if not game_over:
             np.testing.assert_array_equal(g[0], e[0])
+        np.testing.assert_array_equal(envs.first_of_episode(g[-1]), envs.first_of_episode(e[-1]))
         if step:
             for k in (1, 2, 3):
                 np.testing.assert_array_equal(g[k], e[k])
             assert envs.finished_episodes(g[4]) == envs.finished_episodes(e[4])
     assert sum(len(envs.finished_episodes(s[4])) for s in runs[0][1:]) >= 2
+    starts = sum(int(envs.first_of_episode(s[4]).sum()) for s in runs[0][1:])
+    assert starts > sum(len(envs.finished_episodes(s[4])) for s in runs[0][1:])  # life losses too
 
 
 def test_sync_and_async_agree() -> None:

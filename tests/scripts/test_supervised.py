@@ -2,7 +2,6 @@ import json
 
 import pytest
 
-
 TARGETS = {"mlp": 0.97, "cnn": 0.98, "lstm": 0.95}
 
 

@@ -29,7 +29,9 @@ def rows(run_dir):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, script):
     run_dir = tmp_path_factory.mktemp("run") / "breakout"
-    summary = script("train")(["dqn", "--env", "Breakout", "--run-dir", str(run_dir), "--wandb", "offline", *TINY])
+    summary = script("train")(
+        ["dqn", "--env", "Breakout", "--run-dir", str(run_dir), "--wandb", "offline", *TINY]
+    )
     return run_dir, summary
 
 
@@ -59,7 +61,7 @@ def test_train_writes_the_run_directory_contract(trained):
 
 def test_watch_rebuilds_the_agent_from_the_checkpoint_and_records_games(trained, tmp_path, script):
     run_dir, _ = trained
-    paths = script("watch")([str(run_dir), "--episodes", "2", "--out", str(tmp_path), "--no-live"])
+    paths = script("watch")([str(run_dir), "--episodes", "2", "--out", str(tmp_path), "--live", "False"])
     assert len(paths) == 2
     for path in paths:
         assert "score" in path.name
@@ -227,8 +229,21 @@ def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes
         "--sticky",
         "0",
     ]
-    first = script("train")([agent, "--env", "Pong", "--frames", "512", "--eval-every", "512", *sizes, *common,
-                        "--run-dir", str(run_dir)])  # fmt: skip
+    first = script("train")(
+        [
+            agent,
+            "--env",
+            "Pong",
+            "--frames",
+            "512",
+            "--eval-every",
+            "512",
+            *sizes,
+            *common,
+            "--run-dir",
+            str(run_dir),
+        ]
+    )
     assert first["global_step"] == 128 and np.isfinite(first["final_eval_mean"])
     assert any("losses/policy" in r for r in rows(run_dir))
     meta = read_meta(run_dir / "checkpoints" / "latest")
