@@ -125,12 +125,12 @@ class RolloutCollector:
         obs, info = env.reset(seed=seed)
         self._arrive(slice(0, self.N), obs)
         self.first = envs.first_of_episode(info).copy()  # (N,) bool: of the latest observations
-        self.groups: list[slice] = getattr(env, "group_slices", [slice(0, self.N)])
+        self.groups = envs.group_slices(env)
         self.act_threads: int | None = None
         if len(self.groups) > 1 and device.type == "cpu":
             # The network gets the cores that the running groups' emulator threads leave free; on 2 cores
             # that is 1 thread, and no idle OpenMP thread spins on the emulators' core while they run.
-            running = (len(self.groups) - 1) * env.threads_per_group
+            running = (len(self.groups) - 1) * envs.emulator_threads_per_group(env)
             self.act_threads = max(1, torch.get_num_threads() - running)
         self._actions: np.ndarray | None = None  # ungrouped envs: the actions of the next `step`
 

@@ -17,9 +17,11 @@ from envs.atari import AtariOptions
 from envs.envpool_backend import envpool_available
 from envs.factory import (
     choose_backend,
+    emulator_threads_per_group,
     finished_episodes,
     first_of_episode,
     frames_per_step,
+    group_slices,
     make,
     make_single,
     num_groups,
@@ -31,9 +33,11 @@ __all__ = [
     "AtariOptions",
     "choose_backend",
     "envpool_available",
+    "emulator_threads_per_group",
     "finished_episodes",
     "first_of_episode",
     "frames_per_step",
+    "group_slices",
     "make",
     "make_single",
     "num_groups",

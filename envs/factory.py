@@ -270,6 +270,17 @@ def frames_per_step(game: str, **options: Any) -> int:
     return AtariOptions.from_kwargs("train", options).frame_skip
 
 
+def group_slices(env: gym.vector.VectorEnv) -> list[slice]:
+    """The env indices of each group `env` steps its envs in (`make(..., groups=G)`; only EnvPool has more
+    than one): `env.send(actions, g)` / `env.recv(g)` step group g."""
+    return env.group_slices if isinstance(env, EnvPoolVectorEnv) else [slice(0, env.num_envs)]
+
+
+def emulator_threads_per_group(env: gym.vector.VectorEnv) -> int:
+    """Emulator threads that step one group in the background (0 where nothing runs in the background)."""
+    return env.threads_per_group if isinstance(env, EnvPoolVectorEnv) else 0
+
+
 def num_groups(env: gym.vector.VectorEnv) -> int:
     """How many groups `env` steps its envs in (`make(..., groups=G)`; only EnvPool has more than 1)."""
-    return env.num_groups if isinstance(env, EnvPoolVectorEnv) else 1
+    return len(group_slices(env))

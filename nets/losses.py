@@ -38,7 +38,7 @@ def cross_entropy(
 
 def entropy(logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean entropy of the categorical distributions softmax(logits) (B, A): the exploration bonus of
-    the policy-gradient agents; `weights` as in the losses (e.g. a mask of real transitions)."""
+    the policy-gradient agents; `weights` as in the losses."""
     log_probs = torch.log_softmax(logits.float(), -1)
     return _reduce(-(log_probs.exp() * log_probs).sum(-1), weights)
 

@@ -19,6 +19,7 @@ import numpy as np
 import agents
 import envs
 import nets
+from agents.common import check_config
 from pixelrl import throughput
 from pixelrl.logger import read_jsonl
 from pixelrl.measure import machine, measure_env_sps, torch_version
@@ -39,6 +40,9 @@ class Envs:
     seconds: float = 4.0
     """Timed seconds per (backend, num_envs)."""
     out: Path = Path("docs")
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("seconds",))
 
 
 def bench_envs(opts: Envs, command: str, progress: Callable[[str], None] = print) -> dict:
@@ -68,7 +72,7 @@ def throughput_markdown(report: dict) -> str:
         f"CPU: {report.get('cpu_model', 'not recorded')}.",
         "",
         f"`{report['command']}`: agent steps/s over {report['rows'][0]['repeats']} interleaved repeats "
-        "after a warm-up; identical hyperparameters, network and env protocol (scripts/throughput.py).",
+        "after a warm-up; identical hyperparameters, network and env protocol (pixelrl/throughput.py).",
         "",
         "| algo | who | precision | steps/s median | min | max | vs SB3 | ceiling | of ceiling "
         "| bytes/transition |",
@@ -119,6 +123,13 @@ class Throughput:
     dqn_learning_starts: int | None = None
     """Override the replay warm-up (tests)."""
     out: Path = Path("docs")
+
+    def __post_init__(self) -> None:
+        check_config(
+            self,
+            positive=("ppo_steps", "dqn_steps", "repeats", "env_seconds"),
+            non_negative=("dqn_learning_starts",),
+        )
 
 
 def bench_throughput(opts: Throughput, command: str, progress: Callable[[str], None] = print) -> dict:
@@ -203,6 +214,9 @@ class Precision:
     """Where the run directories go."""
     device: str = "auto"
     out: Path = Path("docs")
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("frames", "seeds"))
 
 
 def bench_precision(opts: Precision, command: str, progress: Callable[[str], None] = print) -> dict:

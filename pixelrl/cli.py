@@ -24,7 +24,8 @@ T = TypeVar("T")
 @contextlib.contextmanager
 def one_line_errors(prefix: str = "") -> Iterator[None]:
     """Bad input (a config that refuses a value, ValueError, a missing file) leaves as one line,
-    `error: ...`, with exit status 1."""
+    `error: ...`, with exit status 1. (Arguments tyro cannot parse at all, such as `--frames abc` or an
+    unknown option, get tyro's own message box and exit status 2.)"""
     try:
         yield
     except (ConfigError, ValueError, FileNotFoundError) as err:

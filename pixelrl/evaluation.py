@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 import agents
 import envs
 import nets
+from agents.common import check_config
 from pixelrl.checkpoint import find_checkpoint, load_checkpoint
 from pixelrl.logger import write_json_atomic
 
@@ -31,6 +32,8 @@ REFERENCE = {
     "Asterix": (210.0, 8503.0, 6012.0),
 }
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap the training envs' seed + i
+EVAL_NUM_ENVS = 5  # games played in parallel by default; each env plays an equal share of them
+Checkpoint = Literal["best", "latest"]  # which checkpoint of a run directory (best falls back to latest)
 BASELINES = ("random", "human", "dqn2015")
 
 
@@ -44,7 +47,7 @@ class RandomAgent:
         return self.rng.integers(0, self.num_actions, len(obs))
 
 
-def load_agent(target: str | Path, which: str = "best", device: str = "auto") -> tuple[Any, dict[str, Any]]:
+def load_agent(target: str | Path, which: Checkpoint, device: str) -> tuple[Any, dict[str, Any]]:
     """Rebuild an agent from a checkpoint alone (its metadata holds the agent name, game and config)."""
     path = find_checkpoint(target, which)
     state, meta = load_checkpoint(path)
@@ -68,7 +71,7 @@ def play_games(
     episodes: int,
     *,
     seed: int = 0,
-    num_envs: int = 5,
+    num_envs: int = EVAL_NUM_ENVS,
     video_dir: Path | None = None,
     **env_options: Any,
 ) -> list[dict[str, float]]:
@@ -187,15 +190,18 @@ class EvaluateOptions:
     """Whole games to play."""
     seed: int = 0
     """Evaluation seed (offset so it never equals a training env's seed)."""
-    num_envs: int = 5
+    num_envs: int = EVAL_NUM_ENVS
     """Games played in parallel; each env plays an equal share, so short games are not favoured."""
     device: str = "auto"
     """cpu, cuda or auto."""
-    checkpoint: str = "best"
+    checkpoint: Checkpoint = "best"
     """Which checkpoint of a run directory: best or latest."""
     baselines: str = "random,human,dqn2015"
     """Comma-separated: random (a uniform random policy played here on the same protocol), human and
     dqn2015 (published, Mnih et al. 2015)."""
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("episodes", "num_envs"), non_negative=("seed",))
 
 
 def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
@@ -227,7 +233,7 @@ class WatchOptions:
     """Games to record."""
     seed: int = 0
     """Seed of the games (offset from training seeds)."""
-    checkpoint: str = "best"
+    checkpoint: Checkpoint = "best"
     """Which checkpoint of a run directory: best or latest."""
     out: Path | None = None
     """Folder for the mp4 files (default RUN_DIR/videos/watch-<time>)."""
@@ -235,6 +241,9 @@ class WatchOptions:
     """Show the games in a window after recording (default: when a display exists)."""
     device: str = "auto"
     """cpu, cuda or auto."""
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("episodes",), non_negative=("seed",))
 
 
 def record_games(opts: WatchOptions, stamp: str) -> tuple[list[dict[str, float]], list[Path]]:

@@ -124,6 +124,4 @@ def machine() -> dict:
 
 
 def torch_version() -> str:
-    import torch  # imported here so that `envs` runs without loading torch
-
     return torch.__version__

@@ -1,8 +1,8 @@
 """Summarise a run directory for the docs: the figures a reader asks first, read from metrics.jsonl.
 
-`summarise` reads frames, agent steps, wall time, training speed, the first and last 20 training games (raw
-score) and every evaluation; `markdown` makes the table. Wall time runs from the first to the last logged
-line (a resumed run's pause counts too).
+`summarise_run` reads frames, agent steps, wall time, training speed, the first and last 20 training games
+(raw score) and every evaluation; `markdown` makes the table. Wall time runs from the first to the last
+logged line (a resumed run's pause counts too).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pixelrl.logger import read_jsonl
 from pixelrl.plots import moving_average, plot_learning_curve, plot_runs
 
 
-def summarise(run_dir: Path, window: int = 20) -> dict[str, Any]:
+def summarise_run(run_dir: Path, window: int = 20) -> dict[str, Any]:
     """Figures of one run from its config.json and metrics.jsonl."""
     rows = read_jsonl(run_dir / "metrics.jsonl")
     if not rows:
@@ -110,7 +110,7 @@ def report(opts: ReportOptions) -> tuple[dict[str, Any], list[Path]]:
     """The run's summary, and the files written under `opts.out` (summary JSON, curve, runs compared)."""
     if opts.compare and opts.out is None:
         raise ValueError("--compare writes <out>_runs.png; give --out too")
-    summary = summarise(opts.run_dir)
+    summary = summarise_run(opts.run_dir)
     written: list[Path] = []
     if opts.out is not None:
         opts.out.parent.mkdir(parents=True, exist_ok=True)

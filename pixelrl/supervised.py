@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import nets
+from agents.common import check_config
 from pixelrl.logger import RunLogger
 from pixelrl.plots import plot_supervised
 
@@ -48,6 +49,14 @@ class SupervisedConfig:
     """cpu, cuda or auto."""
     progress: bool = True
     """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        check_config(
+            self,
+            positive=("epochs", "batch_size", "lr"),
+            non_negative=("seed", "patience", "weight_decay"),
+            unit=("dropout",),
+        )
 
 
 def load_digits_split(seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

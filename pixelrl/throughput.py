@@ -207,8 +207,8 @@ def compute_ceiling_dqn(cfg: dqn.Config, device: torch.device) -> float:
 
 
 def run(
-    *, ppo_steps: int, dqn_steps: int, repeats: int, device: str = "auto", env_seconds: float = 5.0,
-    dqn_learning_starts: int | None = None, progress: Callable[[str], None] = print,
+    *, ppo_steps: int, dqn_steps: int, repeats: int, device: str, env_seconds: float,
+    dqn_learning_starts: int | None, progress: Callable[[str], None] = print,
 ) -> dict:  # fmt: skip
     """Build every contender, time them interleaved, measure ceilings; returns the report as a dict."""
     # As train.py does; one process, so SB3 and the ceilings run with the same allocator setting.

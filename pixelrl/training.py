@@ -62,8 +62,8 @@ class RunConfig:
     """Save the replay buffer with each checkpoint (large: ~0.7 GB per 100k Atari transitions), so a
     resumed run does not refill it."""
     resume: Path | None = None
-    """Continue the run in this directory from its latest checkpoint with its saved config (only --frames
-    and how the run is logged may change)."""
+    """Continue the run in this directory from its latest checkpoint with its saved config: what is learned
+    stays, only the budget, the logging, the device and the agent's speed settings may change."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -103,6 +103,7 @@ class Trainer:
     def __init__(self, spec: agents.AgentSpec, run: RunConfig, cfg: Any) -> None:
         self.spec, self.run, self.cfg = spec, run, cfg
         self.game = envs.resolve(run.env)
+        nets.resolve_device(run.device)  # a device that is not here: refused now, not after building envs
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.run_dir = Path(run.run_dir or f"runs/{spec.name}-{self.game.name}-s{run.seed}-{stamp}")
         self.env_options = spec.env_options(cfg, self.game.kind)

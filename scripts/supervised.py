@@ -16,7 +16,8 @@ from pixelrl import cli, supervised
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = cli.parse(supervised.SupervisedConfig, argv, prog="supervised.py", description=__doc__)
-    result = supervised.train_digits(cfg)
+    with cli.one_line_errors():
+        result = supervised.train_digits(cfg)
     print(json.dumps(result))
     return result
 

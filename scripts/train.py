@@ -20,10 +20,12 @@ from pixelrl.training import Interrupted, Trainer
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     spec, run, cfg = cli.parse_train(sys.argv[1:] if argv is None else argv, __doc__)
-    with cli.one_line_errors():
+    with cli.one_line_errors():  # bad input is refused before any training
         trainer = Trainer(spec, run, cfg)
+        session = trainer.restore()
     try:
-        summary = trainer.main()
+        trainer.loop(session)
+        summary = trainer.finish(session)
     except Interrupted as stop:
         print(f"\n{stop}. Continue with:\n  python scripts/train.py {spec.name} --resume {trainer.run_dir}",
               file=sys.stderr)  # fmt: skip
