@@ -14,9 +14,10 @@ first = first_of_episode(info)   # (8,) bool: obs[i] starts an episode (all afte
 
 from envs import video
 from envs.atari import AtariOptions
+from envs.backends import choose_backend, machine_key, measured_speeds, record_speeds, speeds_file
 from envs.envpool_backend import envpool_available
 from envs.factory import (
-    choose_backend,
+    backend_of,
     emulator_threads_per_group,
     finished_episodes,
     first_of_episode,
@@ -31,6 +32,7 @@ from envs.factory import (
 
 __all__ = [
     "AtariOptions",
+    "backend_of",
     "choose_backend",
     "envpool_available",
     "emulator_threads_per_group",
@@ -38,10 +40,14 @@ __all__ = [
     "first_of_episode",
     "frames_per_step",
     "group_slices",
+    "machine_key",
+    "measured_speeds",
     "make",
     "make_single",
     "num_groups",
+    "record_speeds",
     "resolve",
+    "speeds_file",
     "valid_names",
     "video",
 ]

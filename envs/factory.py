@@ -20,12 +20,13 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 
+from envs.ale_backend import AleVectorEnv
 from envs.atari import FIRST, STAT_LENGTH, STAT_SCORE, AtariOptions, Mode, WholeGame, ale_env, wrap_atari
-from envs.envpool_backend import EnvPoolVectorEnv, atari_kwargs, check_groups, envpool_available
+from envs.backends import BACKENDS, Backend, ale_vector_available, choose_backend
+from envs.envpool_backend import EnvPoolVectorEnv, atari_kwargs, envpool_available
+from envs.pool import PoolVectorEnv, check_groups
 from envs.video import GameVideos, VideoRecorder
 
-Backend = Literal["auto", "gymnasium", "sync", "async", "envpool"]
-BACKENDS = ("auto", "gymnasium", "sync", "async", "envpool")
 MODES = ("train", "eval")
 # Classic control with the velocities hidden: a POMDP for recurrent agents. Alias -> (id, options).
 ALIASES = {"CartPole-NoVel": ("CartPole-v1", {"hide_velocity": True})}
@@ -154,15 +155,25 @@ def _validate(num_envs: int, mode: str, backend: str) -> None:
         raise ValueError(f"backend={backend!r} is not valid; use one of {', '.join(BACKENDS)}.")
 
 
-def choose_backend(kind: str, num_envs: int, gym_only: bool) -> str:
-    """backend="auto": the fastest measured by `scripts/benchmark.py envs` (Pong, random actions, 2 cores;
-    docs/benchmark_envs.json), agent steps/s for 1 / 2 / 4 / 8 envs:
-    sync 2604-2861 / 2754 / 2932 / 2852, async 1974 / 2917 / 3089 / 3419, envpool 2181 / 3250 / 4677 / 5331.
-    So: one Atari env runs in-process (EnvPool's thread hand-off costs more than it saves), several run in
-    EnvPool (else gymnasium async); classic control steps are too cheap to gain from workers."""
-    if kind != "atari" or num_envs == 1:
-        return "sync"
-    return "envpool" if envpool_available() and not gym_only else "async"
+def _check_backend(backend: str, kind: str, gym_only: bool, video: bool) -> None:
+    """Refuse a backend that is not installed or cannot do what was asked, naming the fix."""
+    if backend == "envpool" and not envpool_available():
+        raise ValueError(
+            "backend='envpool' but `import envpool` failed; pip install envpool, or use backend='auto'."
+        )
+    if backend == "ale" and not ale_vector_available():
+        raise ValueError("backend='ale' needs ale-py >= 0.11 (ale_py.vector_env); pip install -U ale-py.")
+    if backend == "ale" and kind != "atari":
+        raise ValueError("backend='ale' runs Atari games only; use backend='auto' for classic control.")
+    if backend in ("envpool", "ale") and gym_only:
+        raise ValueError(
+            "preprocess='karpathy' and flicker are gymnasium wrappers; use backend='gymnasium' (or 'auto')."
+        )
+    if backend == "ale" and video:
+        raise ValueError(
+            "backend='ale' cannot record video (ale-py's vector env has no screen); use backend='auto', or "
+            "turn training videos off (--video-every 0)."
+        )
 
 
 def make(
@@ -185,42 +196,39 @@ def make(
     episode), so that agents do not store it as a transition.
 
     backend: "sync" / "async" (gymnasium vector envs), "gymnasium" (async for several Atari envs, else
-    sync, as measured), "envpool", or "auto" (the fastest measured, see `choose_backend`). Karpathy
-    preprocessing and flicker need the gymnasium wrappers: "auto" then picks gymnasium and "envpool" is
-    refused. Video (`video_dir`) works on both: env 0 records whole games.
+    sync), "envpool", "ale" (ale-py's own vector env, see envs/ale_backend.py for how it differs), or
+    "auto": the fastest measured on this machine by `scripts/benchmark.py envs` among the backends that
+    can do what was asked (`envs.choose_backend`). Karpathy preprocessing and flicker need the gymnasium
+    wrappers, and the ale backend cannot film (video_dir): "auto" then avoids them, asking for them is
+    refused.
 
-    groups: on EnvPool, step the envs in this many groups that can run in the background while the agent
-    acts for another (`send(actions, group)` / `recv(group)`, see `EnvPoolVectorEnv`); `step` is unchanged.
-    The gymnasium backends step all envs at once and have no groups.
+    groups: on the pool backends (EnvPool, ale), step the envs in this many groups that can run in the
+    background while the agent acts for another (`send(actions, group)` / `recv(group)`, see
+    `envs.pool.PoolVectorEnv`); `step` is unchanged. The gymnasium backends step all envs at once.
     """
     _validate(num_envs, mode, backend)
     check_groups(num_envs, groups)
     spec = resolve(game)
+    video = False
     if spec.kind == "atari":
         opts = AtariOptions.from_kwargs(mode, options)  # validate before starting any worker
         gym_only = opts.preprocess != "nature" or opts.flicker > 0
+        video = opts.video_dir is not None
     else:
         hide = _classic_options(game, spec, options)
         gym_only = False
-    if backend == "envpool":
-        if not envpool_available():
-            raise ValueError(
-                "backend='envpool' but `import envpool` failed; pip install envpool, or use "
-                "backend='auto' or 'gymnasium'."
-            )
-        if gym_only:
-            raise ValueError(
-                "preprocess='karpathy' and flicker are gymnasium wrappers; "
-                "use backend='gymnasium' (or 'auto')."
-            )
+    _check_backend(backend, spec.kind, gym_only, video)
+    why = "asked for"
     if backend == "auto":
-        backend = choose_backend(spec.kind, num_envs, gym_only)
+        backend, why = choose_backend(spec.kind, num_envs, gym_only, video)
     elif backend == "gymnasium":
         backend = "async" if spec.kind == "atari" and num_envs > 1 else "sync"
 
-    if backend == "envpool":
+    if backend == "ale":
+        venv: gym.vector.VectorEnv = AleVectorEnv(spec.env_id, num_envs, seed, opts, groups=groups)
+    elif backend == "envpool":
         if spec.kind == "atari":
-            venv: gym.vector.VectorEnv = EnvPoolVectorEnv(
+            venv = EnvPoolVectorEnv(
                 f"{spec.name}-v5",
                 num_envs,
                 seed,
@@ -239,7 +247,13 @@ def make(
         venv = gym.vector.AsyncVectorEnv(fns) if backend == "async" else gym.vector.SyncVectorEnv(fns)
         venv = _EpisodeStarts(venv, seed)
     venv.action_space.seed(seed)
+    venv.metadata = {**venv.metadata, "backend": backend, "backend_why": why}  # see `backend_of`
     return venv
+
+
+def backend_of(env: gym.vector.VectorEnv) -> str:
+    """Which backend steps `env` (made by `make`), and why it was chosen: "envpool (fastest measured...)"."""
+    return f"{env.metadata['backend']} ({env.metadata['backend_why']})"
 
 
 def finished_episodes(info: dict[str, Any]) -> list[tuple[int, float, int]]:
@@ -271,16 +285,16 @@ def frames_per_step(game: str, **options: Any) -> int:
 
 
 def group_slices(env: gym.vector.VectorEnv) -> list[slice]:
-    """The env indices of each group `env` steps its envs in (`make(..., groups=G)`; only EnvPool has more
+    """The env indices of each group `env` steps its envs in (`make(..., groups=G)`; only pools have more
     than one): `env.send(actions, g)` / `env.recv(g)` step group g."""
-    return env.group_slices if isinstance(env, EnvPoolVectorEnv) else [slice(0, env.num_envs)]
+    return env.group_slices if isinstance(env, PoolVectorEnv) else [slice(0, env.num_envs)]
 
 
 def emulator_threads_per_group(env: gym.vector.VectorEnv) -> int:
     """Emulator threads that step one group in the background (0 where nothing runs in the background)."""
-    return env.threads_per_group if isinstance(env, EnvPoolVectorEnv) else 0
+    return env.threads_per_group if isinstance(env, PoolVectorEnv) else 0
 
 
 def num_groups(env: gym.vector.VectorEnv) -> int:
-    """How many groups `env` steps its envs in (`make(..., groups=G)`; only EnvPool has more than 1)."""
+    """How many groups `env` steps its envs in (`make(..., groups=G)`; pool backends may have more)."""
     return len(group_slices(env))

@@ -26,6 +26,15 @@ def load_script(name: str) -> Callable[[list[str]], Any]:
     return runpy.run_path(str(ROOT / "scripts" / f"{name}.py"), run_name=f"script_{name}")["main"]
 
 
+@pytest.fixture(autouse=True)
+def _no_measured_env_speeds(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """backend="auto" reads speeds measured on this machine (`envs.speeds_file()`): tests start from none,
+    so that they do not depend on what `benchmark.py envs` recorded here."""
+    monkeypatch.setenv("PIXELRL_ENV_SPEEDS", str(tmp_path_factory.mktemp("speeds") / "env_speeds.json"))
+
+
 @pytest.fixture(scope="session")
 def script() -> Callable[[str], Callable[[list[str]], Any]]:
     return load_script

@@ -3,6 +3,7 @@ backends' agreement, whole-game statistics and video."""
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from typing import Any
@@ -13,10 +14,14 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
+from envs.ale_backend import rom_id
 from envs.atari import AtariOptions, MaxAndSkip, karpathy_frame
+from envs.backends import ale_vector_available
 from envs.envpool_backend import atari_kwargs
 
 needs_envpool = pytest.mark.skipif(not envs.envpool_available(), reason="envpool not installed")
+needs_ale_vector = pytest.mark.skipif(not ale_vector_available(), reason="ale-py has no vector env (< 0.11)")
+POOLS = [pytest.param("envpool", marks=needs_envpool), pytest.param("ale", marks=needs_ale_vector)]
 DETERMINISTIC = dict(sticky=0.0, noop_max=0)  # the same start and dynamics for every backend
 
 
@@ -114,8 +119,9 @@ def test_frame_stack_1_gives_one_channel() -> None:
     assert obs.shape == (2, 1, 84, 84)
     obs, _ = envs.make("Pong", 1, frame_stack=None, backend="sync").reset()
     assert obs.shape == (1, 1, 84, 84)
-    if envs.envpool_available():
-        assert envs.make("Pong", 2, frame_stack=1, backend="envpool").reset()[0].shape == (2, 1, 84, 84)
+    for backend in ("envpool", "ale"):
+        if backend in envs.backends.candidates("atari", gym_only=False, video=False):
+            assert envs.make("Pong", 2, frame_stack=1, backend=backend).reset()[0].shape == (2, 1, 84, 84)
 
 
 def test_same_seed_same_observations_and_different_seed_differs() -> None:
@@ -130,7 +136,7 @@ def test_same_seed_same_observations_and_different_seed_differs() -> None:
 # ----------------------------------------------------------------------------------- games, episodes
 
 
-@pytest.mark.parametrize("backend", ["sync", pytest.param("envpool", marks=needs_envpool)])
+@pytest.mark.parametrize("backend", ["sync", *POOLS])
 def test_breakout_life_loss_ends_the_episode_not_the_game(backend: str) -> None:
     venv = envs.make("Breakout", 1, mode="train", backend=backend, **DETERMINISTIC)
     venv.reset()
@@ -152,7 +158,7 @@ def test_breakout_life_loss_ends_the_episode_not_the_game(backend: str) -> None:
     assert games[0][2] == len(lives_seen)  # the length counts every agent step of the whole game
 
 
-@pytest.mark.parametrize("backend", ["sync", pytest.param("envpool", marks=needs_envpool)])
+@pytest.mark.parametrize("backend", ["sync", *POOLS])
 def test_eval_mode_ends_episodes_at_game_over_only(backend: str) -> None:
     venv = envs.make("Breakout", 1, mode="eval", backend=backend, **DETERMINISTIC)
     steps = rollout(venv, 400)
@@ -273,6 +279,7 @@ def test_hide_velocity_keeps_position_and_angle() -> None:
 # ------------------------------------------------------------------------------------ episode boundary
 
 BACKENDS = ["sync", "async", pytest.param("envpool", marks=needs_envpool)]
+ATARI_BACKENDS = [*BACKENDS, pytest.param("ale", marks=needs_ale_vector)]  # ale runs Atari only
 
 
 def firsts(steps: list) -> np.ndarray:
@@ -306,6 +313,9 @@ def test_first_of_episode_after_reset_terminations_and_truncations(backend: str)
     assert not envs.first_of_episode(cartpole.step(np.zeros(3, np.int64))[-1]).any()
     cartpole.close()
 
+
+@pytest.mark.parametrize("backend", ATARI_BACKENDS)
+def test_first_of_episode_after_the_frame_cap(backend: str) -> None:
     capped = envs.make("Pong", 2, max_frames=4 * 10, backend=backend)  # a game of 10 agent steps
     steps = rollout(capped, 23)
     capped.close()
@@ -314,7 +324,7 @@ def test_first_of_episode_after_reset_terminations_and_truncations(backend: str)
     assert [t for t in range(1, 24) if flags[t].any()] == [11, 22] and flags[1:].all(axis=1).sum() == 2
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ATARI_BACKENDS)
 def test_first_of_episode_at_life_loss_continuations_in_training_only(backend: str) -> None:
     """Breakout, one whole game: in train mode a life loss ends the episode, so the continuation step that
     follows it (same game, fewer lives, reward 0) starts the next one; in eval mode only the game's end."""
@@ -344,12 +354,12 @@ def test_partial_reset_marks_only_the_envs_reset() -> None:
     venv.close()
 
 
-@needs_envpool
-def test_envpool_groups_received_apart_flag_the_same_episode_starts() -> None:
+@pytest.mark.parametrize("backend", POOLS)
+def test_pool_groups_received_apart_flag_the_same_episode_starts(backend: str) -> None:
     """recv(group) reports its group's flags: stepping two groups apart gives, step by step, the flags
     (and frames) of the same envs stepped as one pool, life-loss continuations and new games included."""
-    together = envs.make("Breakout", 4, seed=2, backend="envpool")
-    grouped = envs.make("Breakout", 4, seed=2, backend="envpool", groups=2)
+    together = envs.make("Breakout", 4, seed=2, backend=backend)
+    grouped = envs.make("Breakout", 4, seed=2, backend=backend, groups=2)
     (_, info_t), (_, info_g) = together.reset(), grouped.reset()
     np.testing.assert_array_equal(envs.first_of_episode(info_t), envs.first_of_episode(info_g))
     rng, starts = np.random.default_rng(1), 0
@@ -372,12 +382,12 @@ def test_envpool_groups_received_apart_flag_the_same_episode_starts() -> None:
 # ---------------------------------------------------------------------------------------------- backends
 
 
-@needs_envpool
-def test_envpool_and_gymnasium_agree_step_by_step() -> None:
-    """Same game, start and actions: identical frames, rewards, episode ends, first-of-episode flags and
-    game statistics (except the terminal frame of a game that ends mid-skip, where EnvPool does not
-    max-pool)."""
-    runs = [rollout(envs.make("Breakout", 2, backend=b, **DETERMINISTIC), 500) for b in ("sync", "envpool")]
+@pytest.mark.parametrize("backend", POOLS)
+def test_pools_and_gymnasium_agree_step_by_step(backend: str) -> None:
+    """Same game, start and actions: identical frames (the ale backend's reset stacks included), rewards,
+    episode ends, first-of-episode flags and game statistics (except the terminal frame of a game that ends
+    mid-skip, which the pools do not max-pool)."""
+    runs = [rollout(envs.make("Breakout", 2, backend=b, **DETERMINISTIC), 500) for b in ("sync", backend)]
     for step, (g, e) in enumerate(zip(*runs, strict=True)):
         game_over = step > 0 and bool(envs.finished_episodes(g[4]))
         if not game_over:
@@ -402,7 +412,9 @@ def test_sync_and_async_agree() -> None:
 def test_everything_works_without_envpool(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "envpool", None)  # `import envpool` now raises ImportError
     assert not envs.envpool_available()
-    assert envs.choose_backend("atari", 4, gym_only=False) == "async"
+    expected = "ale" if ale_vector_available() else "async"
+    assert envs.choose_backend("atari", 4).backend == expected
+    assert envs.choose_backend("atari", 4, video=True).backend == "async"  # ale cannot film
     obs, _ = envs.make("Pong", 1).reset()
     assert obs.shape == (1, 4, 84, 84)
     with pytest.raises(ValueError, match="import envpool"):
@@ -410,18 +422,42 @@ def test_everything_works_without_envpool(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @needs_envpool
-def test_auto_follows_the_benchmark() -> None:
-    assert envs.choose_backend("atari", 8, gym_only=False) == "envpool"
-    assert envs.choose_backend("atari", 8, gym_only=True) == "async"
-    assert envs.choose_backend("atari", 1, gym_only=False) == "sync"
-    assert envs.choose_backend("classic", 8, gym_only=False) == "sync"
-    assert isinstance(envs.make("Pong", 2).unwrapped, envs.envpool_backend.EnvPoolVectorEnv)
+@needs_ale_vector
+def test_auto_picks_the_fastest_measured_on_this_machine_among_those_that_can_do_the_job() -> None:
+    """Without measurements a rule picks (EnvPool for several Atari envs); once `benchmark.py envs` has
+    recorded this machine's speeds, the fastest at the nearest measured env count wins; speeds recorded
+    under another machine's key are ignored; backends that cannot do what was asked are never chosen."""
+    assert envs.measured_speeds() == {}  # tests start from none (tests/conftest.py)
+    assert envs.choose_backend("atari", 8) == ("envpool", envs.choose_backend("atari", 8).why)
+    assert "no measurements" in envs.choose_backend("atari", 8).why
+    assert envs.choose_backend("atari", 1).backend == envs.choose_backend("classic", 8).backend == "sync"
+
+    speeds = {"sync": {1: 2500, 8: 2700}, "async": {8: 2000}, "envpool": {1: 2200, 8: 5000}, "ale": {8: 9000}}
+    rows = [{"backend": b, "num_envs": n, "sps": v} for b, by_n in speeds.items() for n, v in by_n.items()]
+    path = envs.record_speeds(rows, "today")
+    assert envs.measured_speeds() == speeds
+    best = ("ale", "fastest measured on this machine (9,000 steps/s with 8 envs)")
+    assert envs.choose_backend("atari", 8) == best
+    assert envs.choose_backend("atari", 32).backend == "ale"  # the nearest measured count: 8
+    assert envs.choose_backend("atari", 1).backend == "sync"  # at 1 env: 2,500 beats EnvPool's 2,200
+    assert envs.choose_backend("atari", 8, video=True).backend == "envpool"  # ale cannot film
+    assert envs.choose_backend("atari", 8, gym_only=True).backend == "sync"  # flicker: gymnasium only
+    venv = envs.make("Pong", 8, max_frames=400)
+    assert isinstance(venv.unwrapped, envs.ale_backend.AleVectorEnv)
+    assert envs.backend_of(venv).startswith("ale (fastest measured")
+    venv.close()
+
+    table = json.loads(path.read_text())
+    path.write_text(json.dumps({"another CPU, 64 cores, x86_64": table[envs.machine_key()]}))
+    assert envs.measured_speeds() == {} and envs.choose_backend("atari", 8).backend == "envpool"
+    path.write_text("{half a fi")  # unreadable: as if never measured
+    assert envs.choose_backend("atari", 8).backend == "envpool"
 
 
-@needs_envpool
-def test_gymnasium_only_options_refuse_envpool_and_auto_picks_gymnasium() -> None:
+@pytest.mark.parametrize("backend", POOLS)
+def test_gymnasium_only_options_refuse_pools_and_auto_picks_gymnasium(backend: str) -> None:
     with pytest.raises(ValueError, match="backend='gymnasium'"):
-        envs.make("Pong", backend="envpool", flicker=0.5)
+        envs.make("Pong", backend=backend, flicker=0.5)
     assert isinstance(envs.make("Pong", 1, preprocess="karpathy").unwrapped, gym.vector.SyncVectorEnv)
 
 
@@ -506,9 +542,9 @@ def test_envpool_records_the_same_training_videos_as_gymnasium(groups: int, tmp_
     venv.close()
 
 
-@needs_envpool
-def test_envpool_same_seed_same_observations_new_seed_differs() -> None:
-    venv = envs.make("Pong", 2, seed=0, backend="envpool")
+@pytest.mark.parametrize("backend", POOLS)
+def test_pool_same_seed_same_observations_new_seed_differs(backend: str) -> None:
+    venv = envs.make("Pong", 2, seed=0, backend=backend)
     first = np.stack([s[0] for s in rollout(venv, 60)])  # make()'s seed
     again = np.stack([s[0] for s in rollout(venv, 60, reset_seed=0)])  # reseeding repeats the games
     other = np.stack([s[0] for s in rollout(venv, 60, reset_seed=7)])
@@ -516,12 +552,12 @@ def test_envpool_same_seed_same_observations_new_seed_differs() -> None:
     assert not np.array_equal(first, other)
 
 
-@needs_envpool
-def test_envpool_groups_play_the_same_games_and_step_apart() -> None:
+@pytest.mark.parametrize("backend", POOLS)
+def test_pool_groups_play_the_same_games_and_step_apart(backend: str) -> None:
     """Env i is seeded seed + i in any grouping, so `step` on two groups returns exactly what one pool
     returns (frames, rewards, life losses, game statistics); `send`/`recv` step one group on its own."""
-    together = rollout(envs.make("Breakout", 4, seed=2, backend="envpool"), 400)
-    grouped_env = envs.make("Breakout", 4, seed=2, backend="envpool", groups=2)
+    together = rollout(envs.make("Breakout", 4, seed=2, backend=backend), 400)
+    grouped_env = envs.make("Breakout", 4, seed=2, backend=backend, groups=2)
     grouped = rollout(grouped_env, 400)
     for a, b in zip(together, grouped, strict=True):
         for x, y in zip(a[:-1], b[:-1], strict=True):
@@ -531,7 +567,7 @@ def test_envpool_groups_play_the_same_games_and_step_apart() -> None:
             np.testing.assert_array_equal(a[-1][key], b[-1][key])
     assert any(s[2].any() for s in together[1:])  # life losses were compared too
 
-    reference = envs.make("Breakout", 4, seed=5, backend="envpool")
+    reference = envs.make("Breakout", 4, seed=5, backend=backend)
     grouped_env.reset(seed=5)
     reference.reset()
     actions = np.array([1, 1, 3, 2])
@@ -547,3 +583,47 @@ def test_envpool_groups_play_the_same_games_and_step_apart() -> None:
     grouped_env.send(actions[:2], group=0)
     grouped_env.close()  # with group 0 still stepping: collected first, no hang
     reference.close()
+
+
+# ------------------------------------------------------------------------------------ the ale backend
+
+
+@needs_ale_vector
+def test_ale_backend_scores_raw_whole_games_under_clipped_training_rewards() -> None:
+    """SpaceInvaders (invaders score 5..30): the training rewards are clipped, the game statistics are the
+    raw score, and both equal the gymnasium stack's on the same game, game for game."""
+    options = dict(mode="train", max_frames=4 * 300, **DETERMINISTIC)
+    runs = {b: rollout(envs.make("SpaceInvaders", 2, backend=b, **options), 620) for b in ("sync", "ale")}
+    games = {b: [g for st in steps[1:] for g in envs.finished_episodes(st[4])] for b, steps in runs.items()}
+    assert games["ale"] == games["sync"] and len(games["ale"]) >= 2
+    rewards = np.concatenate([st[1] for st in runs["ale"][1:]])
+    assert set(np.unique(rewards)) <= {-1.0, 0.0, 1.0}
+    assert max(score for _, score, _ in games["ale"]) > 30  # more than the clipped rewards could add up to
+
+
+@needs_ale_vector
+def test_ale_backend_starts_games_after_random_no_ops() -> None:
+    """The default protocol's random starts: ale-py's own reset counter shows 1..noop_max emulator frames
+    before the first observation (FIRE first on ale-py, see envs/ale_backend.py), spread over the range."""
+    venv = envs.make("Pong", 32, seed=0, backend="ale", max_frames=None)
+    venv.reset()
+    _, info = venv.pools[0].reset(seed=0)  # the pool's own info: frames played before the first step
+    starts = info["episode_frame_number"]
+    assert starts.min() >= 1 and starts.max() <= 30 and len(set(starts)) >= 10
+    venv.close()
+    no_noops = envs.make("Pong", 2, noop_max=0, backend="ale")  # FIRE only, as the gymnasium stack
+    assert no_noops.pools[0].reset(seed=0)[1]["frame_number"].tolist() == [1, 1]
+
+
+def test_ale_backend_names_every_game_and_refuses_what_it_cannot_do(tmp_path: Any) -> None:
+    """Every ALE v5 game maps to an ale-py ROM id; video, classic control and a missing ale-py vector env
+    are refused with the fix."""
+    from ale_py import roms
+
+    atari = {spec.env_id for spec in envs.valid_names().values() if spec.kind == "atari"}
+    assert {rom_id(env_id) for env_id in atari} <= set(roms.get_all_rom_ids()) and len(atari) > 100
+    assert rom_id("ALE/SpaceInvaders-v5") == "space_invaders" and rom_id("ALE/UpNDown-v5") == "up_n_down"
+    with pytest.raises(ValueError, match="cannot record video.*--video-every 0"):
+        envs.make("Pong", backend="ale", video_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="Atari games only"):
+        envs.make("CartPole-v1", backend="ale")

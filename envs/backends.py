@@ -1,0 +1,129 @@
+"""backend="auto": the fastest vector-env backend on the machine it runs on, from that machine's own
+measurements.
+
+`python scripts/benchmark.py envs` times every backend at several env counts (random actions on Pong,
+the full training protocol) and records agent steps/s here with `record_speeds`, in a file kept per
+user (`speeds_file()`), under a key naming this machine (`machine_key()`: CPU model, family/model, cores,
+architecture). `choose_backend` then picks, among the backends that are installed and can do what was
+asked (video, gymnasium-only preprocessing), the one measured fastest at the nearest measured env count.
+On a machine with no measurements it falls back to a rule from measurements on two kinds of machine
+(docs/envs.md): several Atari envs run in EnvPool, else in ale-py's vector env, else in gymnasium async;
+one env runs in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+from envs.envpool_backend import envpool_available
+
+Backend = Literal["auto", "gymnasium", "sync", "async", "envpool", "ale"]
+BACKENDS = ("auto", "gymnasium", "sync", "async", "envpool", "ale")
+SPEEDS_ENV_VAR = "PIXELRL_ENV_SPEEDS"  # overrides where the measurements are kept (tests, shared homes)
+
+
+class Choice(NamedTuple):
+    backend: str
+    why: str
+
+
+def ale_vector_available() -> bool:
+    try:
+        from ale_py.vector_env import AtariVectorEnv  # noqa: F401  (ale-py >= 0.11)
+    except ImportError:
+        return False
+    return True
+
+
+def machine_key() -> str:
+    """Names this machine's kind, so that speeds measured on one machine never choose for another."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("model name", "cpu family", "model") and key not in fields:
+                fields[key] = value.strip()
+    except OSError:
+        pass
+    model = fields.get("model name") or platform.processor() or "unknown CPU"
+    family = f" family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else ""
+    return f"{model}{family}, {os.cpu_count()} cores, {platform.machine()}"
+
+
+def speeds_file() -> Path:
+    """Where measured speeds are kept: $PIXELRL_ENV_SPEEDS, else the user's cache folder."""
+    if os.environ.get(SPEEDS_ENV_VAR):
+        return Path(os.environ[SPEEDS_ENV_VAR])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "pixelrl" / "env_speeds.json"
+
+
+def record_speeds(results: list[dict], measured_at: str) -> Path:
+    """Keep this machine's measured speeds (rows of backend, num_envs, sps) for `choose_backend`,
+    replacing the figures of the same backend and env count; other machines' entries are kept."""
+    path = speeds_file()
+    table = _read(path)
+    entry = table.setdefault(machine_key(), {"speeds": {}})
+    for row in results:
+        entry["speeds"].setdefault(row["backend"], {})[str(row["num_envs"])] = row["sps"]
+    entry["measured_at"] = measured_at
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return path
+
+
+def measured_speeds() -> dict[str, dict[int, float]]:
+    """This machine's measured agent steps/s: backend -> {num_envs: sps} (empty if never measured)."""
+    entry = _read(speeds_file()).get(machine_key(), {})
+    return {b: {int(n): float(s) for n, s in by_n.items()} for b, by_n in entry.get("speeds", {}).items()}
+
+
+def _read(path: Path) -> dict:
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: measured again by the next benchmark
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+def candidates(kind: str, gym_only: bool, video: bool) -> list[str]:
+    """The backends that are installed here and can run what was asked."""
+    if kind != "atari":
+        return ["sync", "async"] + (["envpool"] if envpool_available() else [])
+    out = ["sync", "async"]
+    if not gym_only:
+        out += ["envpool"] if envpool_available() else []
+        out += ["ale"] if ale_vector_available() and not video else []
+    return out
+
+
+def choose_backend(kind: str, num_envs: int, gym_only: bool = False, video: bool = False) -> Choice:
+    """The backend for `make(backend="auto")`, and why (see the module docstring).
+
+    kind: "atari" or "classic"; gym_only: options only the gymnasium wrappers have (Karpathy, flicker);
+    video: env 0 films its games (ale-py's vector env cannot)."""
+    if kind != "atari":  # classic control steps cost microseconds: workers and threads cost more
+        return Choice("sync", "classic control runs in-process")
+    allowed = candidates(kind, gym_only, video)
+    speeds = {b: s for b, s in measured_speeds().items() if b in allowed and s}
+    if speeds:  # compare at the measured env count nearest to num_envs (log scale; ties: the larger)
+        counts = {n for by_n in speeds.values() for n in by_n}
+        n = min(counts, key=lambda m: (abs(math.log2(m) - math.log2(num_envs)), -m))
+        best = max((b for b in speeds if n in speeds[b]), key=lambda b: speeds[b][n])
+        sps = speeds[best][n]
+        return Choice(best, f"fastest measured on this machine ({sps:,.0f} steps/s with {n} envs)")
+    rule = "no measurements on this machine (python scripts/benchmark.py envs makes them)"
+    if num_envs == 1:
+        return Choice("sync", f"{rule}: one env runs in-process")
+    for backend in ("envpool", "ale"):
+        if backend in allowed:
+            return Choice(backend, f"{rule}: {backend} is the fastest installed by rule")
+    return Choice("async", f"{rule}: gymnasium async")
