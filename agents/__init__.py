@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 
 from agents import a2c, dqn, ppo, reinforce
-from agents.interface import Agent, AgentConfig, AgentSpec, check_spec, config_from_dict
+from agents.interface import Agent, AgentConfig, AgentSpec, check_spec, config_from_dict, resolve_precision
 
 AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (dqn.SPEC, reinforce.SPEC, a2c.SPEC, ppo.SPEC)}
 
@@ -22,4 +22,13 @@ def get_agent(name: str) -> AgentSpec:
     return AGENTS[name]
 
 
-__all__ = ["AGENTS", "Agent", "AgentConfig", "AgentSpec", "check_spec", "config_from_dict", "get_agent"]
+__all__ = [
+    "AGENTS",
+    "Agent",
+    "AgentConfig",
+    "AgentSpec",
+    "check_spec",
+    "config_from_dict",
+    "get_agent",
+    "resolve_precision",
+]

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 import nets
-from agents.common import check_config, num_discrete_actions
+from agents.common import check_config, check_precision, num_discrete_actions
 from agents.interface import AgentSpec
 from agents.returns import gae
 from agents.rollout import PolicyBatch, RolloutCollector, greedy_actions, sample_actions, state_values
@@ -63,8 +63,9 @@ class Config:
     """Anneal the learning rate linearly to zero over training."""
     hidden: tuple[int, ...] = (64, 64)
     """MLP widths for vector observations (separate actor and critic); pixels share a Nature CNN."""
-    bf16: bool = True
-    """bfloat16 autocast for the network where the device runs it natively; losses stay float32."""
+    precision: str = "auto"
+    """Network precision: auto, bf16, fp32 or tf32. auto picks by device (nets.choose_precision): bf16
+    autocast on CPUs that run it natively, TF32 on Ampere+ GPUs, else fp32. Losses and optimiser stay fp32."""
 
     def __post_init__(self) -> None:
         check_config(
@@ -73,12 +74,14 @@ class Config:
             non_negative=("ent_coef", "vf_coef", "max_grad_norm"),
             unit=("rms_alpha", "gamma", "gae_lambda"),
         )
+        check_precision(self.precision)
 
 
 PRESETS = {
     "atari": Config(),
     # CartPole: the SB3 zoo's A2C (8 envs, no entropy bonus) with 8-step returns.
-    "classic": Config(frames=200_000, num_envs=8, num_steps=8, ent_coef=0.0, vf_coef=0.5, bf16=False),
+    "classic": Config(frames=200_000, num_envs=8, num_steps=8, ent_coef=0.0, vf_coef=0.5,
+                      precision="fp32"),
 }  # fmt: skip
 
 
@@ -91,7 +94,7 @@ class A2C:
         self.optimizer = torch.optim.RMSprop(
             self.net.parameters(), cfg.lr, alpha=cfg.rms_alpha, eps=cfg.rms_eps
         )
-        self.actor_critic = nets.DeviceNet(self.net, self.device, cfg.bf16, self.optimizer)  # bf16 where fast
+        self.actor_critic = nets.DeviceNet(self.net, self.device, cfg.precision, self.optimizer)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def act(self, obs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:

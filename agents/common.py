@@ -7,6 +7,8 @@ import math
 import gymnasium as gym
 import torch
 
+import nets
+
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
     """`start` at step 0, moving linearly to `end` at `duration`, then flat."""
@@ -53,3 +55,9 @@ def check_config(
             value = getattr(cfg, name)
             if value is not None and not (math.isfinite(value) and ok(value)):
                 raise ConfigError(f"--{name.replace('_', '-')} must be {what}, got {value}")
+
+
+def check_precision(precision: str) -> None:
+    """Validate a Config's `precision` from its `__post_init__`."""
+    if precision not in nets.PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: choose one of {', '.join(nets.PRECISIONS)}")

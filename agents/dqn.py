@@ -24,7 +24,7 @@ import torch
 
 import envs
 import nets
-from agents.common import ConfigError, check_config, linear_schedule, num_discrete_actions
+from agents.common import ConfigError, check_config, check_precision, linear_schedule, num_discrete_actions
 from agents.interface import AgentSpec
 from agents.replay import ReplayBuffer, Transitions
 
@@ -81,9 +81,10 @@ class Config:
     """Gradient norm clip: a guard against rare huge TD errors (Huber already bounds most)."""
     hidden: tuple[int, ...] = (256, 256)
     """MLP widths for vector observations (pixels use the Nature CNN)."""
-    bf16: bool = True
-    """bfloat16 autocast for the network where the device runs it natively (AVX512-BF16/AMX CPUs,
-    Ampere+ GPUs); weights, targets, loss and Adam stay float32. About 2x faster on the CNN here."""
+    precision: str = "auto"
+    """Network precision: auto, bf16, fp32 or tf32. auto picks by device (nets.choose_precision): bf16
+    autocast on CPUs that run it natively (about 2x faster on the CNN there), TF32 on Ampere+ GPUs, else
+    fp32. Weights, targets, loss and Adam stay float32."""
 
     def __post_init__(self) -> None:
         check_config(
@@ -117,6 +118,7 @@ class Config:
             raise ConfigError("epsilons must satisfy 0 <= eps-end <= eps-start <= 1")
         if self.loss not in nets.losses.LOSSES:
             raise ConfigError(f"--loss {self.loss!r}: choose one of {', '.join(nets.losses.LOSSES)}")
+        check_precision(self.precision)
 
     @property
     def env_groups(self) -> int:
@@ -130,7 +132,7 @@ PRESETS = {
     "classic": Config(
         frames=50_000, num_envs=1, buffer_size=50_000, batch_size=64, lr=2.3e-3, adam_eps=1e-8,
         learning_starts=1_000, train_every=256, gradient_steps=128, target_update_every=10,
-        eps_end=0.04, eps_decay_steps=8_000, eval_epsilon=0.0, n_step=1, loss="mse", bf16=False,
+        eps_end=0.04, eps_decay_steps=8_000, eval_epsilon=0.0, n_step=1, loss="mse", precision="fp32",
     ),
 }  # fmt: skip
 
@@ -148,8 +150,8 @@ class DQN:
         self.target_q_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.optimizer = nets.make_optimizer("adam", self.q_net.parameters(), cfg.lr, eps=cfg.adam_eps)
         self.loss_fn = nets.get_loss(cfg.loss)
-        self.q = nets.DeviceNet(self.q_net, self.device, cfg.bf16, self.optimizer)  # bf16 where fast
-        self.target_q = nets.DeviceNet(self.target_q_net, self.device, cfg.bf16)
+        self.q = nets.DeviceNet(self.q_net, self.device, cfg.precision, self.optimizer)
+        self.target_q = nets.DeviceNet(self.target_q_net, self.device, cfg.precision)
         self.rng = np.random.default_rng(seed)
         self.updates = 0
         # |TD errors| (B,) of the last update's batch, set by `update`: the loop hands them to prioritized

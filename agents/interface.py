@@ -17,13 +17,16 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+import nets
+
 Rows = list[dict[str, float]]  # finished games ({"episode_return", "episode_length"}) and training stats
 Loop = Iterator[tuple[int, Rows]]  # (global_step, rows) after every vector step
 
 
 @runtime_checkable
 class AgentConfig(Protocol):
-    """What the run layer reads of every agent's frozen Config dataclass."""
+    """What the run layer reads of every agent's frozen Config dataclass. Agents whose networks run through
+    nets.DeviceNet also have `precision: str`, which the run resolves for its device (`resolve_precision`)."""
 
     frames: int  # training budget in emulator frames
     num_envs: int  # envs stepped together
@@ -95,9 +98,22 @@ def check_spec(spec: AgentSpec) -> None:
 
 
 def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Rebuild a frozen config dataclass from its JSON form (lists back to tuples; unknown keys rejected)."""
+    """Rebuild a frozen config dataclass from its JSON form (lists back to tuples; unknown keys rejected).
+    Configs saved before `precision` replaced `bf16` load with bf16 true as "auto", false as "fp32"."""
     fields = {f.name for f in dataclasses.fields(cls)}
+    if "bf16" in values and "bf16" not in fields and "precision" in fields:
+        values = dict(values)
+        values.setdefault("precision", "auto" if values.pop("bf16") else "fp32")
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(f"{cls.__module__}.{cls.__name__} has no field(s) {unknown}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def resolve_precision(cfg: Any, device: torch.device) -> Any:
+    """`cfg` with its `precision` resolved for `device` by nets.choose_precision ("auto" becomes "bf16",
+    "tf32" or "fp32"), as a run records it. A config without the field (REINFORCE: its small networks run
+    plain float32) comes back as it is."""
+    if "precision" not in {f.name for f in dataclasses.fields(cfg)}:
+        return cfg
+    return dataclasses.replace(cfg, precision=nets.choose_precision(device, cfg.precision))

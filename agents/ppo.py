@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import nets
-from agents.common import ConfigError, check_config, num_discrete_actions
+from agents.common import ConfigError, check_config, check_precision, num_discrete_actions
 from agents.interface import AgentSpec
 from agents.returns import gae
 from agents.rollout import PolicyBatch, RolloutCollector, greedy_actions, sample_actions, state_values
@@ -75,13 +75,15 @@ class Config:
     """Stop the epochs of an update early once the approximate KL exceeds this (None: never)."""
     hidden: tuple[int, ...] = (64, 64)
     """MLP widths for vector observations (separate actor and critic); pixels share a Nature CNN."""
-    bf16: bool = True
-    """bfloat16 autocast for the network where the device runs it natively; losses stay float32."""
+    precision: str = "auto"
+    """Network precision: auto, bf16, fp32 or tf32. auto picks by device (nets.choose_precision): bf16
+    autocast on CPUs that run it natively, TF32 on Ampere+ GPUs, else fp32. Losses and optimiser stay fp32."""
 
     def __post_init__(self) -> None:
         check_config(self, positive=("frames", "num_envs", "env_groups", "num_steps", "epochs", "minibatches",
                                      "lr", "adam_eps", "gamma"), non_negative=("clip", "ent_coef", "vf_coef",
                                      "max_grad_norm"), unit=("gamma", "gae_lambda"))  # fmt: skip
+        check_precision(self.precision)
         if self.num_envs * self.num_steps < self.minibatches:
             raise ConfigError(
                 f"a rollout of {self.num_envs}x{self.num_steps} cannot fill {self.minibatches} minibatches"
@@ -104,7 +106,7 @@ PRESETS = {
         clip=0.2,
         clip_value=False,
         ent_coef=0.0,
-        bf16=False,
+        precision="fp32",
         env_groups=1,
     ),
 }
@@ -124,7 +126,7 @@ class PPO:
         self.cfg, self.device, self.num_actions = cfg, nets.resolve_device(device), num_actions
         self.net = nets.ActorCritic(obs_space.shape, num_actions, cfg.hidden).to(self.device)
         self.optimizer = nets.make_optimizer("adam", self.net.parameters(), cfg.lr, eps=cfg.adam_eps)
-        self.actor_critic = nets.DeviceNet(self.net, self.device, cfg.bf16, self.optimizer)  # bf16 where fast
+        self.actor_critic = nets.DeviceNet(self.net, self.device, cfg.precision, self.optimizer)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.clip = cfg.clip  # the surrogate's clip range eps: the loop anneals it, as it does the lr
 

@@ -3,12 +3,17 @@
 from nets.augment import compose, gaussian_noise, random_crop, random_flip, random_shift
 from nets.backbones import MLP, ImpalaCNN, LSTMCore, NatureCNN, backbone_for
 from nets.device import (
+    PRECISIONS,
     autocast,
     bf16_supported,
+    choose_precision,
+    cuda_capability,
     keep_freed_memory,
     num_threads,
     resolve_device,
     seed_everything,
+    set_tf32,
+    tf32_supported,
     to_device,
 )
 from nets.fit import History, accuracy, evaluate, fit
@@ -20,6 +25,7 @@ from nets.optim import lr_factor, make_optimizer
 
 __all__ = [
     "MLP",
+    "PRECISIONS",
     "ActorCritic",
     "BackboneWithHead",
     "CategoricalPolicyHead",
@@ -35,8 +41,10 @@ __all__ = [
     "autocast",
     "backbone_for",
     "bf16_supported",
+    "choose_precision",
     "compose",
     "cross_entropy",
+    "cuda_capability",
     "entropy",
     "evaluate",
     "fit",
@@ -54,6 +62,8 @@ __all__ = [
     "random_shift",
     "resolve_device",
     "seed_everything",
+    "set_tf32",
+    "tf32_supported",
     "to_device",
     "to_float",
 ]

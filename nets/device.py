@@ -1,9 +1,10 @@
-"""Device selection shared by every part of pixelrl."""
+"""Device selection and precision, shared by every part of pixelrl."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import sys
 from collections.abc import Iterator
 
 import numpy
@@ -25,11 +26,21 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+PRECISIONS = ("auto", "bf16", "fp32", "tf32")
+"""What a config's `precision` may ask for; `choose_precision` turns "auto" into one of the other three."""
+
+
+def cuda_capability(device: torch.device) -> tuple[int, int]:
+    """The (major, minor) compute capability of a CUDA device: the one thing the precision rules ask of a GPU
+    (tests stand a fake GPU in here)."""
+    return torch.cuda.get_device_capability(device)
+
+
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bfloat16 autocast runs natively (fast) here: CUDA with bf16 (Ampere on), or a CPU with
-    AVX512-BF16 / AMX. Elsewhere bf16 would be emulated and slower than float32."""
+    """Whether bfloat16 autocast runs natively (fast) here: a CUDA GPU of compute capability 8.0 on (Ampere
+    on), or a CPU with AVX512-BF16 / AMX. Elsewhere bf16 would be emulated and slower than float32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return cuda_capability(device)[0] >= 8  # torch.cuda.is_bf16_supported() also counts emulation
     if device.type != "cpu":
         return False
     try:
@@ -38,6 +49,50 @@ def bf16_supported(device: torch.device) -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def tf32_supported(device: torch.device) -> bool:
+    """Whether float32 matmuls and convolutions can run as TF32 here: the tensor cores of CUDA GPUs of
+    compute capability 8.0 on (Ampere on). CPUs have no TF32."""
+    return device.type == "cuda" and cuda_capability(device)[0] >= 8
+
+
+_warned: set[tuple[str, str]] = set()  # (device type, precision) already warned about in this process
+
+
+def choose_precision(device: torch.device, requested: str = "auto") -> str:
+    """The precision a network runs at on `device`: "bf16" (bfloat16 autocast), "tf32" (float32 weights,
+    matmuls and convolutions in TF32) or "fp32".
+
+    "auto" is a rule. On CUDA: "tf32" where the GPU has it (Ampere on), else "fp32". bf16 is not the CUDA
+    default because on an H200 bf16 autocast was slower than float32 at our batch sizes (the network alone:
+    PPO 5,448 vs 7,294 agent steps/s, DQN 780 vs 967). On a CPU: "bf16" where it is native
+    (`bf16_supported`: AVX512-BF16/AMX, measured faster there: docs/throughput.md), else "fp32".
+
+    An explicit choice is honoured, except "tf32" where there is no TF32 (CPUs, GPUs before Ampere), which
+    runs as "fp32". "bf16" where it is not native runs emulated, slower than fp32: one warning on stderr."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision {requested!r}: choose one of {', '.join(PRECISIONS)}")
+    if requested == "auto":
+        if device.type == "cuda":
+            return "tf32" if tf32_supported(device) else "fp32"
+        return "bf16" if bf16_supported(device) else "fp32"
+    if requested == "tf32" and not tf32_supported(device):
+        return "fp32"
+    if requested == "bf16" and not bf16_supported(device) and (device.type, requested) not in _warned:
+        _warned.add((device.type, requested))
+        print(f"warning: bf16 is not native on this {device.type}, so it runs emulated, slower than fp32 "
+              '(precision "auto" picks fp32 here)', file=sys.stderr)  # fmt: skip
+    return requested
+
+
+def set_tf32(device: torch.device, on: bool) -> None:
+    """Let float32 matmuls and cuDNN convolutions on CUDA run as TF32, or keep both strictly float32 (torch's
+    own default keeps matmuls in float32 but lets convolutions use TF32). These are process-wide torch
+    flags: they hold for every network in the process, whoever set them last. No-op on other devices."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = on
 
 
 def autocast(device: torch.device, enabled: bool) -> torch.autocast:

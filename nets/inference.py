@@ -1,5 +1,5 @@
-"""How the agents run their networks fast, so that the algorithm files need not say it: `DeviceNet` (bf16
-autocast where native, float32 outputs) and `InferenceCopy` (weights cast once per update for acting)."""
+"""How the agents run their networks fast, so that the algorithm files need not say it: `DeviceNet` (the
+device's precision, float32 outputs) and `InferenceCopy` (bf16 weights cast once per update for acting)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from nets.device import autocast, bf16_supported, to_device
+from nets.device import autocast, choose_precision, set_tf32, to_device
 
 
 class InferenceCopy:
@@ -57,19 +57,31 @@ class InferenceCopy:
 
 
 class DeviceNet:
-    """A network as an agent runs it: on its device, under bfloat16 autocast where the device runs bf16
-    natively (`bf16_supported`; weights, losses and the optimiser stay float32), with float32 outputs.
+    """A network as an agent runs it: on its device, at one precision for acting and learning alike, with
+    float32 outputs. `precision` is "auto" or an explicit choice, resolved by `choose_precision`;
+    `self.precision` is what runs:
+    - "bf16": bfloat16 autocast; weights, losses and the optimiser stay float32.
+    - "tf32": float32 weights, with matmuls and convolutions on CUDA in TF32 (`set_tf32`). The TF32 switches
+      are process-wide torch flags: building a DeviceNet on CUDA sets them (on for "tf32", off otherwise)
+      for every network in the process.
+    - "fp32": plain float32.
 
     `net(x)` is the training forward. `net.infer(x)` is a forward without gradients, for acting and for
-    targets: `x` may be numpy, and it goes through an `InferenceCopy` whose weights are cast to bf16 once
-    per `optimizer` step instead of in every call."""
+    targets: `x` may be numpy, and under bf16 it goes through an `InferenceCopy` whose weights are cast
+    to bf16 once per `optimizer` step instead of in every call."""
 
     def __init__(
-        self, module: nn.Module, device: torch.device, bf16: bool, optimizer: Optimizer | None = None
+        self, module: nn.Module, device: torch.device, precision: str, optimizer: Optimizer | None = None
     ) -> None:
         self.module, self.device = module, device
-        self.bf16 = bf16 and bf16_supported(device)
+        self.precision = choose_precision(device, precision)
+        set_tf32(device, self.precision == "tf32")
         self.inference = InferenceCopy(module, self.bf16, optimizer)
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the network runs under bfloat16 autocast."""
+        return self.precision == "bf16"
 
     def __call__(self, *inputs: torch.Tensor) -> Any:
         with autocast(self.device, self.bf16):

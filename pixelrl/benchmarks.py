@@ -164,8 +164,8 @@ def bench_throughput(opts: Throughput, command: str, progress: Callable[[str], N
 
 @dataclass(frozen=True)
 class Levers:
-    """The PPO network alone (training step and acting) under float32 / bfloat16, eager / torch.compile and
-    1 / 2 threads; writes <out>/benchmark_levers.{json,md}."""
+    """The PPO network alone (training step and acting) under float32 / TF32 (GPUs that have it) / bfloat16
+    (where native), eager / torch.compile and 1 / 2 threads; writes <out>/benchmark_levers.{json,md}."""
 
     device: str = "auto"
     out: Path = Path("docs")
@@ -203,8 +203,8 @@ def bench_levers(opts: Levers, command: str, progress: Callable[[str], None] = p
 
 @dataclass(frozen=True)
 class Precision:
-    """Learning curves of one agent with bfloat16 autocast on and off, same seeds and budget (CartPole by
-    default); writes <out>/precision_<agent>_<env>.{json,png}."""
+    """Learning curves of one agent with bf16 autocast and in fp32 (`--precision bf16` vs `fp32`), same seeds
+    and budget (CartPole by default); writes <out>/precision_<agent>_<env>.{json,png}."""
 
     agent: Literal["dqn", "a2c", "ppo"] = "ppo"
     env: str = "CartPole-v1"
@@ -220,7 +220,7 @@ class Precision:
 
 
 def bench_precision(opts: Precision, command: str, progress: Callable[[str], None] = print) -> dict:
-    """Train `opts.agent` with bf16 on and off on the same seeds, through the run layer's Trainer."""
+    """Train `opts.agent` in bf16 and in fp32 on the same seeds, through the run layer's Trainer."""
     if not nets.bf16_supported(nets.resolve_device(opts.device)):
         raise ValueError("bfloat16 autocast is not native on this device, so there is nothing to compare")
     spec = agents.get_agent(opts.agent)
@@ -228,15 +228,15 @@ def bench_precision(opts: Precision, command: str, progress: Callable[[str], Non
     runs_root = opts.runs / f"precision-{opts.agent}-{opts.env.replace('/', '_')}"
     results = []
     for seed in range(opts.seeds):
-        for bf16 in (True, False):
-            run_dir = runs_root / f"{'bf16' if bf16 else 'no-bf16'}-s{seed}"
+        for precision in ("bf16", "fp32"):
+            run_dir = runs_root / f"{precision}-s{seed}"
             run = RunConfig(env=opts.env, seed=seed, run_dir=run_dir, wandb="off", device=opts.device,
                             eval_episodes=10, video_every=0, progress=False)  # fmt: skip
-            cfg = dataclasses.replace(spec.presets[kind], frames=opts.frames, bf16=bf16)
+            cfg = dataclasses.replace(spec.presets[kind], frames=opts.frames, precision=precision)
             summary = Trainer(spec, run, cfg).main()
             rows = read_jsonl(run_dir / "metrics.jsonl")
             results.append({
-                "seed": seed, "precision": "bf16" if bf16 else "fp32",
+                "seed": seed, "precision": precision,
                 "final_eval_mean": summary["final_eval_mean"], "sps": summary["sps"],
                 "games": [(r["frames"], r["episode_return"]) for r in rows if "episode_return" in r],
                 "evals": [(r["frames"], r["eval/mean_return"]) for r in rows if "eval/mean_return" in r],

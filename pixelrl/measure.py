@@ -51,19 +51,21 @@ def median_seconds(fn: Callable[[], None], repeats: int = 10) -> float:
 
 
 def network_seconds(
-    net: torch.nn.Module, batch: int, bf16: bool, device: torch.device, train: bool, forwards: int = 1,
+    net: torch.nn.Module, batch: int, precision: str, device: torch.device, train: bool, forwards: int = 1,
     channels_last: bool = False, cast_once: bool = True,
 ) -> float:  # fmt: skip
     """Seconds for one forward (inference) or `forwards` forwards + backward + fused Adam (training) of
-    `net` on a batch of random uint8 frames: the compute floor, with no agent code around it. The frames
-    are laid out as the agent feeds them: (B, C, H, W) as the env and the replay give them, or
-    `channels_last` as the rollouts store them (no re-layout in the network, so a higher ceiling).
-    Forward-only passes read bf16 weights cast once (`nets.InferenceCopy`, as the agents act), or with
-    `cast_once=False` let autocast cast the float32 weights in every call."""
+    `net` on a batch of random uint8 frames at `precision` (as nets.DeviceNet runs it): the compute floor,
+    with no agent code around it. The frames are laid out as the agent feeds them: (B, C, H, W) as the env
+    and the replay give them, or `channels_last` as the rollouts store them (no re-layout in the network,
+    so a higher ceiling). Under bf16, forward-only passes read bf16 weights cast once (`nets.InferenceCopy`,
+    as the agents act), or with `cast_once=False` let autocast cast the float32 weights in every call."""
     obs = torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8, device=device)
     if channels_last:
         obs = obs.contiguous(memory_format=torch.channels_last)
-    bf16 = bf16 and nets.bf16_supported(device)
+    precision = nets.choose_precision(device, precision)
+    nets.set_tf32(device, precision == "tf32")  # process-wide, as a DeviceNet sets it
+    bf16 = precision == "bf16"
     if not train:
         act_net = nets.InferenceCopy(net, bf16 and cast_once)  # as the agents act: cast once, not per call
 

@@ -126,7 +126,7 @@ def plot_throughput(report: dict, path: Path) -> None:
         ax.tick_params(axis="x", labelsize=8)
         for c in report["ceilings"]:
             if c["algo"] == algo:
-                style = "-" if c["precision"] == "bf16" else "--"
+                style = "--" if c["precision"] == "fp32" else "-"  # dashed: the fp32 variant's ceiling
                 ax.axhline(
                     c["ceiling_sps"], color="tab:red", ls=style, lw=1, label=f"ceiling {c['precision']}"
                 )

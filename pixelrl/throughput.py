@@ -14,6 +14,9 @@ Settings shared by both sides (the SB3 zoo's Atari hyperparameters, design §1's
   with max-pooling, 84x84x4 grayscale, life loss ends episodes, clipped rewards; SB3 through its
   `AtariWrapper`, ours through `envs.make`. Each library steps the envs with its own vector backend: SB3
   with its default `DummyVecEnv` (as its zoo does), ours with what `backend="auto"` picks (EnvPool here).
+- Precision: ours at what `precision="auto"` picks on the device (nets.choose_precision), and in fp32 (the
+  "pixelrl fp32" rows); SB3 has no autocast and runs in float32, with TF32 on where ours runs TF32, so
+  that TF32 alone does not count as our speed-up.
 
 Ceilings, measured in the same invocation, in every repeat right after the contenders (the median of the
 repeats is reported): env-only (random actions through our env stack) and compute-only (the network's own
@@ -185,8 +188,9 @@ def compute_ceiling_ppo(cfg: ppo.Config, device: torch.device) -> float:
     minibatch training per rollout."""
     net = nets.ActorCritic((4, 84, 84), NUM_ACTIONS, cfg.hidden).to(device)
     mb = cfg.num_envs * cfg.num_steps // cfg.minibatches
-    per_step = network_seconds(net, cfg.num_envs, cfg.bf16, device, train=False) / cfg.num_envs
-    train_seconds = network_seconds(net, mb, cfg.bf16, device, train=True, channels_last=True)  # as stored
+    per_step = network_seconds(net, cfg.num_envs, cfg.precision, device, train=False) / cfg.num_envs
+    # channels-last, as the rollouts store the frames
+    train_seconds = network_seconds(net, mb, cfg.precision, device, train=True, channels_last=True)
     per_step += cfg.epochs * train_seconds / mb
     return 1 / per_step
 
@@ -196,14 +200,22 @@ def compute_ceiling_dqn(cfg: dqn.Config, device: torch.device) -> float:
     and target forward, backward, Adam) every `train_every` steps."""
     body = nets.NatureCNN((4, 84, 84))
     net = nets.BackboneWithHead(body, nets.QHead(body.out_dim, NUM_ACTIONS)).to(device)
-    per_step = network_seconds(net, cfg.num_envs, cfg.bf16, device, train=False) / cfg.num_envs
+    per_step = network_seconds(net, cfg.num_envs, cfg.precision, device, train=False) / cfg.num_envs
     per_step += (
-        network_seconds(net, cfg.batch_size, cfg.bf16, device, train=True, forwards=2) / cfg.train_every
+        network_seconds(net, cfg.batch_size, cfg.precision, device, train=True, forwards=2) / cfg.train_every
     )
     return 1 / per_step
 
 
 # --- the benchmark --------------------------------------------------------------------------------------
+
+
+def contender_precision(who: str, default: str) -> str:
+    """The precision a contender runs at, given what `precision="auto"` picks on the device: ours at that,
+    or fp32 for the fp32 variants; SB3 in float32, with TF32 where ours runs TF32 (module docstring)."""
+    if who == "sb3":
+        return "tf32" if default == "tf32" else "fp32"
+    return "fp32" if "fp32" in who else default
 
 
 def run(
@@ -224,26 +236,29 @@ def run(
         dqn_cfg = dataclasses.replace(DQN_CFG, learning_starts=dqn_learning_starts)
     contenders = {
         ("ppo", "pixelrl"): lambda: ours_ppo(PPO_CFG, device),
-        ("ppo", "pixelrl fp32"): lambda: ours_ppo(dataclasses.replace(PPO_CFG, bf16=False), device),
+        ("ppo", "pixelrl fp32"): lambda: ours_ppo(dataclasses.replace(PPO_CFG, precision="fp32"), device),
         # The env-groups lever on its own: all envs stepped at once, then one forward pass for all.
         ("ppo", "pixelrl 1 env group"): lambda: ours_ppo(dataclasses.replace(PPO_CFG, env_groups=1), device),
         ("ppo", "sb3"): lambda: sb3_ppo(PPO_CFG, device),
         ("dqn", "pixelrl"): lambda: ours_dqn(dqn_cfg, device),
-        ("dqn", "pixelrl fp32"): lambda: ours_dqn(dataclasses.replace(dqn_cfg, bf16=False), device),
+        ("dqn", "pixelrl fp32"): lambda: ours_dqn(dataclasses.replace(dqn_cfg, precision="fp32"), device),
         ("dqn", "sb3"): lambda: sb3_dqn(dqn_cfg, device),
     }
+    default = nets.choose_precision(dev, PPO_CFG.precision)
+    precision_of = {key: contender_precision(key[1], default) for key in contenders}
     steps = {"ppo": ppo_steps, "dqn": dqn_steps}
     runners, extras, sps = {}, {}, {key: [] for key in contenders}
     for key, build in contenders.items():
         progress(f"building and warming up {key[1]} {key[0].upper()}")
+        nets.set_tf32(dev, precision_of[key] == "tf32")  # process-wide switches: set before each turn
         runners[key], extras[key] = build()
-    bf16_used = nets.bf16_supported(dev)
-    precisions = (("bf16", True), ("fp32", False)) if bf16_used else (("fp32", False),)
+    precisions = tuple(dict.fromkeys((default, "fp32")))  # the ceilings: ours by default, and fp32
     algos = (("ppo", PPO_CFG, compute_ceiling_ppo), ("dqn", dqn_cfg, compute_ceiling_dqn))
     env_all: dict[str, list[float]] = {algo: [] for algo, _, _ in algos}
-    compute_all: dict[tuple[str, str], list[float]] = {(a, p): [] for a, _, _ in algos for p, _ in precisions}
+    compute_all: dict[tuple[str, str], list[float]] = {(a, p): [] for a, _, _ in algos for p in precisions}
     for r in range(repeats):
         for key, runner in runners.items():
+            nets.set_tf32(dev, precision_of[key] == "tf32")
             seconds = runner(steps[key[0]])
             sps[key].append(steps[key[0]] / seconds)
             progress(f"repeat {r + 1}/{repeats}: {key[1]} {key[0].upper()} {sps[key][-1]:.0f} steps/s")
@@ -251,8 +266,8 @@ def run(
         # spell of this shared machine moves the ceiling and the contenders alike.
         for algo, cfg, compute in algos:
             env_all[algo].append(env_ceiling(cfg.num_envs, env_seconds))
-            for precision, bf16 in precisions:
-                compute_all[(algo, precision)].append(compute(dataclasses.replace(cfg, bf16=bf16), dev))
+            for p in precisions:
+                compute_all[(algo, p)].append(compute(dataclasses.replace(cfg, precision=p), dev))
         progress(f"repeat {r + 1}/{repeats}: ceilings, env only " +
                  ", ".join(f"{a.upper()} {v[-1]:.0f}" for a, v in env_all.items()) + " steps/s")  # fmt: skip
     ceilings = {}
@@ -266,7 +281,7 @@ def run(
     rows = []
     for (algo, who), values in sps.items():
         sb3_median = statistics.median(sps[(algo, "sb3")])
-        precision = "bf16" if who != "sb3" and "fp32" not in who and bf16_used else "fp32"
+        precision = precision_of[(algo, who)]
         median = statistics.median(values)
         # The ceilings are our env stack and our network's: they bound our rows, not SB3's.
         ceiling = ceilings[(algo, precision)]["ceiling_sps"] if who != "sb3" else None
@@ -289,26 +304,26 @@ def run(
 
 def levers(device: str = "auto", progress: Callable[[str], None] = print) -> list[dict]:
     """The PPO network's training step (minibatch 256) and acting step (batch 8) in samples/s under each
-    lever: float32 vs bfloat16 autocast, eager vs torch.compile, 1 vs 2 intra-op threads; with bfloat16,
-    acting also with the weights re-cast in every call (`act_samples_per_s_recast`)."""
+    lever: float32 vs TF32 (GPUs that have it) vs bfloat16 autocast (where native), eager vs torch.compile,
+    1 vs 2 intra-op threads; with bfloat16, acting also with the weights re-cast in every call
+    (`act_samples_per_s_recast`)."""
     nets.keep_freed_memory()
     dev = nets.resolve_device(device)
+    native = {"fp32": True, "tf32": nets.tf32_supported(dev), "bf16": nets.bf16_supported(dev)}
     results = []
     for threads in sorted({1, torch.get_num_threads()}):
         for compiled in (False, True):
-            for bf16 in (False, True):
-                if bf16 and not nets.bf16_supported(dev):
-                    continue
+            for precision in (p for p, here in native.items() if here):
                 net = nets.ActorCritic((4, 84, 84), 6, (64,)).to(dev)
                 model = torch.compile(net) if compiled else net
-                row = {"threads": threads, "compile": compiled, "precision": "bf16" if bf16 else "fp32"}
+                row = {"threads": threads, "compile": compiled, "precision": precision}
                 try:
                     with nets.num_threads(threads):
-                        train_s = network_seconds(model, 256, bf16, dev, train=True)
-                        act_s = network_seconds(model, 8, bf16, dev, train=False)
+                        train_s = network_seconds(model, 256, precision, dev, train=True)
+                        act_s = network_seconds(model, 8, precision, dev, train=False)
                         row |= {"train_samples_per_s": 256 / train_s, "act_samples_per_s": 8 / act_s}
-                        if bf16:  # the weights cast by autocast in every call instead of once
-                            recast_s = network_seconds(model, 8, bf16, dev, train=False, cast_once=False)
+                        if precision == "bf16":  # the weights cast by autocast in every call instead of once
+                            recast_s = network_seconds(model, 8, "bf16", dev, train=False, cast_once=False)
                             row["act_samples_per_s_recast"] = 8 / recast_s
                 except Exception as exc:  # torch.compile needs a C++ toolchain on CPU; report, go on
                     row |= {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}

@@ -73,8 +73,8 @@ class RunConfig:
 
 
 # What a resume may change besides the agent's own `resumable` fields: how the run is logged and where it
-# runs, never what is learned.
-RESUMABLE = ("wandb", "device", "progress", "checkpoint_minutes", "save_replay", "log_every")
+# runs (the device, and the agent's precision, which follows it), never what is learned.
+RESUMABLE = ("wandb", "device", "precision", "progress", "checkpoint_minutes", "save_replay", "log_every")
 
 
 class Interrupted(Exception):  # noqa: N818 (a stop, not an error)
@@ -101,9 +101,11 @@ class Trainer:
     no time (ValueError with one line otherwise); `main` trains."""
 
     def __init__(self, spec: agents.AgentSpec, run: RunConfig, cfg: Any) -> None:
-        self.spec, self.run, self.cfg = spec, run, cfg
+        self.spec, self.run = spec, run
         self.game = envs.resolve(run.env)
-        nets.resolve_device(run.device)  # a device that is not here: refused now, not after building envs
+        device = nets.resolve_device(run.device)  # a device that is not here: refused now, not after envs
+        # The precision is chosen once, here, and recorded: config.json and checkpoints hold what ran.
+        self.cfg = cfg = agents.resolve_precision(cfg, device)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.run_dir = Path(run.run_dir or f"runs/{spec.name}-{self.game.name}-s{run.seed}-{stamp}")
         self.env_options = spec.env_options(cfg, self.game.kind)
@@ -154,8 +156,10 @@ class Trainer:
         config = {"agent": self.spec.name, "game": self.game.env_id, "frames_per_step": self.frames_per_step,
                   "agent_config": dataclasses.asdict(cfg), **self._run_config()}  # fmt: skip
         logger = RunLogger(self.run_dir, config, wandb_mode=run.wandb, resume=state is not None)
+        precision = config["agent_config"].get("precision")  # the agents that have one
+        device = f"device {agent.device}" + (f", precision {precision}" if precision else "")
         print(f"{self.spec.name} on {self.game.env_id}: {cfg.frames:,} frames, {cfg.num_envs} envs, "
-              f"device {agent.device}, run directory {self.run_dir}", file=sys.stderr)  # fmt: skip
+              f"{device}, run directory {self.run_dir}", file=sys.stderr)  # fmt: skip
         return Session(env, agent, logger, start_step, seed, replay, step=start_step)
 
     def _make_env(self, seed: int) -> Any:

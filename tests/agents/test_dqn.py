@@ -30,7 +30,7 @@ def pong_agent(**overrides):
 
 def test_update_moves_q_towards_targets_and_syncs_target():
     torch.manual_seed(0)
-    cfg, env, agent = pong_agent(lr=1e-3, bf16=False, dueling=True, prioritized=True)
+    cfg, env, agent = pong_agent(lr=1e-3, precision="fp32", dueling=True, prioritized=True)
     env.close()
     rng = np.random.default_rng(0)
     batch = Transitions(
@@ -62,7 +62,7 @@ def test_update_moves_q_towards_targets_and_syncs_target():
 def test_forward_only_copies_serve_the_online_and_the_target_network(monkeypatch):
     """Acting reads the online network and TD targets read the target network, each through its bf16
     copy (nets.InferenceCopy), including after updates and a target sync."""
-    monkeypatch.setattr(nets.inference, "bf16_supported", lambda device: True)  # the bf16 path, on any CPU
+    monkeypatch.setattr(nets.device, "bf16_supported", lambda device: True)  # "auto" is bf16, on any CPU
     torch.manual_seed(0)
     cfg, env, agent = pong_agent(lr=1e-3)
     assert agent.q.bf16 and agent.target_q.bf16

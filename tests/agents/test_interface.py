@@ -3,9 +3,11 @@
 import dataclasses
 
 import pytest
+import torch
 
 import agents
 import envs
+import nets
 from agents.common import ConfigError
 from agents.interface import AgentSpec, check_spec
 
@@ -56,3 +58,37 @@ def test_configs_validate_themselves_wherever_they_are_built():
     with pytest.raises(ConfigError, match="--lr must be positive, got nan"):
         agents.config_from_dict(spec.Config, {"lr": float("nan")})
     assert isinstance(AgentSpec("x", spec.Config, spec.presets, spec.make_agent, spec.train), AgentSpec)
+
+
+PRECISION_AGENTS = [name for name in agents.AGENTS if name != "reinforce"]  # REINFORCE runs plain float32
+
+
+@pytest.mark.parametrize("name", PRECISION_AGENTS)
+def test_precision_is_checked_and_resolved_for_the_device(name, monkeypatch):
+    spec = agents.get_agent(name)
+    with pytest.raises(ConfigError, match="--precision 'fp16': choose one of auto, bf16, fp32, tf32"):
+        dataclasses.replace(spec.presets["atari"], precision="fp16")
+    cpu = torch.device("cpu")
+    for native, auto in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(nets.device, "bf16_supported", lambda device, native=native: native)
+        assert agents.resolve_precision(spec.presets["atari"], cpu).precision == auto
+        assert agents.resolve_precision(spec.presets["classic"], cpu).precision == "fp32"  # MLPs: fp32
+
+
+def test_resolve_precision_leaves_a_config_without_one_as_it_is():
+    cfg = agents.get_agent("reinforce").presets["atari"]
+    assert agents.resolve_precision(cfg, torch.device("cpu")) is cfg
+
+
+@pytest.mark.parametrize("name", PRECISION_AGENTS)
+def test_configs_saved_with_bf16_load_with_the_precision_it_meant(name):
+    """Run directories from before `precision` hold "bf16": true (bf16 where native) or false."""
+    Config = agents.get_agent(name).Config
+    assert agents.config_from_dict(Config, {"bf16": True, "lr": 0.01}).precision == "auto"
+    assert agents.config_from_dict(Config, {"bf16": False}).precision == "fp32"
+    assert agents.config_from_dict(Config, {"precision": "tf32"}).precision == "tf32"
+
+
+def test_a_bf16_key_is_still_refused_where_a_config_never_had_it():
+    with pytest.raises(ValueError, match=r"has no field\(s\) \['bf16'\]"):
+        agents.config_from_dict(agents.get_agent("reinforce").Config, {"bf16": True})

@@ -73,6 +73,7 @@ def test_checkpoint_round_trip_gives_identical_greedy_actions(tmp_path):
         ({"num_steps": 0}, "--num-steps must be positive"),
         ({"lr": 0.0}, "--lr must be positive"),
         ({"env_groups": 0}, "--env-groups must be positive"),
+        ({"precision": "fp16"}, "--precision 'fp16': choose one of auto, bf16, fp32, tf32"),
     ],
 )
 def test_bad_configs_fail_with_a_message(overrides, message):
@@ -84,11 +85,11 @@ def test_bad_configs_fail_with_a_message(overrides, message):
 def test_acting_follows_every_update(module, monkeypatch):
     """The policy-gradient agents act through a bf16 copy of their network (nets.InferenceCopy): after
     each update, the log-probabilities and values they act with are the updated network's."""
-    monkeypatch.setattr(nets.inference, "bf16_supported", lambda device: True)  # the bf16 path, on any CPU
+    monkeypatch.setattr(nets.device, "bf16_supported", lambda device: True)  # "auto" is bf16, on any CPU
     torch.manual_seed(0)
     env = envs.make("Pong", 2, seed=0, backend="sync")
     agent = module.make_agent(module.PRESETS["atari"], env, "cpu")
-    assert agent.actor_critic.bf16
+    assert agent.actor_critic.precision == "bf16" and agent.actor_critic.bf16
     env.close()
     obs = torch.randint(0, 256, (64, 4, 84, 84), dtype=torch.uint8)
     b_batch = PolicyBatch(obs, actions=torch.randint(0, 6, (64,)), logprobs=torch.full((64,), -1.8),

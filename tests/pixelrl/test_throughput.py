@@ -25,11 +25,21 @@ def test_benchmark_settings_match_sb3_zoo_atari():
     assert not dqn.double and not dqn.dueling and not dqn.prioritized
 
 
+@pytest.mark.parametrize(("default", "ours", "sb3"), [("bf16", "bf16", "fp32"), ("tf32", "tf32", "tf32"),
+                                                     ("fp32", "fp32", "fp32")])  # fmt: skip
+def test_sb3_gets_tf32_where_ours_runs_it_and_the_fp32_variants_run_fp32(default, ours, sb3):
+    """bf16 on CPUs that have it natively, TF32 on Ampere+ GPUs, fp32 elsewhere (nets.choose_precision)."""
+    assert throughput.contender_precision("pixelrl", default) == ours
+    assert throughput.contender_precision("pixelrl 1 env group", default) == ours
+    assert throughput.contender_precision("pixelrl fp32", default) == "fp32"
+    assert throughput.contender_precision("sb3", default) == sb3
+
+
 def test_network_seconds_times_inference_faster_than_training():
     net = nets.ActorCritic((4, 84, 84), 6, (64,))
     cpu = torch.device("cpu")
-    infer = measure.network_seconds(net, 8, False, cpu, train=False)
-    train = measure.network_seconds(net, 8, False, cpu, train=True)
+    infer = measure.network_seconds(net, 8, "fp32", cpu, train=False)
+    train = measure.network_seconds(net, 8, "fp32", cpu, train=True)
     assert 0 < infer < train
 
 
