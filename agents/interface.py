@@ -67,7 +67,8 @@ class AgentSpec:
     Config: type
     """Its frozen Config dataclass; every field is a command-line option."""
     presets: Mapping[str, Any]
-    """Config per game family: "atari" and "classic" (classic control)."""
+    """Named Configs: "atari" and "classic" (classic control) are the defaults of each game family; others
+    are chosen by name (`train.py AGENT --preset NAME`), a comment above each saying what it is for."""
     make_agent: Callable[[Any, gym.vector.VectorEnv, str, int], Agent]
     """(cfg, env, device, seed) -> agent."""
     train: Callable[..., Loop]
@@ -86,8 +87,8 @@ def check_spec(spec: AgentSpec) -> None:
     where = f"agent {spec.name!r}"
     if not (dataclasses.is_dataclass(spec.Config) and spec.Config.__dataclass_params__.frozen):
         raise TypeError(f"{where}: Config must be a frozen dataclass")
-    if set(spec.presets) != {"atari", "classic"}:
-        raise TypeError(f"{where}: presets must be 'atari' and 'classic', got {sorted(spec.presets)}")
+    if not {"atari", "classic"} <= set(spec.presets):
+        raise TypeError(f"{where}: presets must include 'atari' and 'classic', got {sorted(spec.presets)}")
     for family, preset in spec.presets.items():
         if type(preset) is not spec.Config or not isinstance(preset, AgentConfig):
             raise TypeError(f"{where}: preset {family!r} must be a Config with frames, num_envs, env_groups")

@@ -109,6 +109,11 @@ PRESETS = {
         precision="fp32",
         env_groups=1,
     ),
+    # Big machines (many cores, a GPU): 8x the envs, bigger minibatches and 3 epochs (Schulman et al. 2017,
+    # Table 5), as throughput-oriented Atari PPOs run (rl_games' Pong: 24 envs x 256 steps, minibatches
+    # of 768, 3 epochs; PQN: 128 envs). A rollout is 8,192 steps in 8 minibatches of 1,024. Chosen for
+    # agent steps/s; its learning curve has not been measured against the default's.
+    "throughput": Config(num_envs=64, epochs=3, minibatches=8),
 }
 
 

@@ -1,7 +1,7 @@
 """The benchmarks behind `scripts/benchmark.py`: each is an options dataclass (its subcommand) and a
 function that measures, writes JSON (+ markdown, + a plot) under `out`, and returns the report.
 
-`envs.choose_backend` (backend="auto") follows the `envs` benchmark's result.
+`envs.choose_backend` (backend="auto") reads the speeds that the `envs` benchmark records per machine.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import agents
 import envs
 import nets
-from agents.common import check_config
+from agents.common import ConfigError, check_config
 from pixelrl import throughput
 from pixelrl.logger import read_jsonl
 from pixelrl.measure import machine, measure_env_sps, torch_version
@@ -29,38 +30,52 @@ from pixelrl.training import RunConfig, Trainer
 
 @dataclass(frozen=True)
 class Envs:
-    """Agent steps/s of each vector-env backend (random actions, the full training protocol); writes
+    """Agent steps/s of each vector-env backend (random actions, the full training protocol); records them
+    for this machine, where make(backend="auto") reads them (`envs.speeds_file()`), and writes
     <out>/benchmark_envs.{json,png}. About one minute on 2 cores."""
 
     game: str = "Pong"
-    backends: str = "sync,async,envpool"
-    """Comma-separated backends (envpool is skipped where it is not installed)."""
-    num_envs: str = "1,2,4,8"
-    """Comma-separated numbers of envs."""
+    backends: str = "sync,async,envpool,ale"
+    """Comma-separated backends (those not installed here are skipped)."""
+    num_envs: str = "auto"
+    """Comma-separated numbers of envs; auto: powers of two from 1 to max(8, 4 x the CPU cores)."""
     seconds: float = 4.0
     """Timed seconds per (backend, num_envs)."""
     out: Path = Path("docs")
 
     def __post_init__(self) -> None:
         check_config(self, positive=("seconds",))
+        unknown = sorted(set(self.backends.split(",")) - {"sync", "async", "envpool", "ale"})
+        if unknown:
+            raise ConfigError(f"--backends: unknown {unknown}; choose from sync, async, envpool, ale.")
+
+    @property
+    def env_counts(self) -> list[int]:
+        if self.num_envs != "auto":
+            return [int(x) for x in self.num_envs.split(",")]
+        top = max(8, 4 * (os.cpu_count() or 1))
+        return [2**k for k in range(top.bit_length()) if 2**k <= top]
 
 
 def bench_envs(opts: Envs, command: str, progress: Callable[[str], None] = print) -> dict:
-    backends = [b for b in opts.backends.split(",") if b != "envpool" or envs.envpool_available()]
+    installed = envs.backends.candidates("atari", gym_only=False, video=False)
+    backends = [b for b in opts.backends.split(",") if b in installed]
     results = []
     progress(f"{'backend':>8} {'num_envs':>8} {'steps/s':>9}")
     for backend in backends:
-        for n in (int(x) for x in opts.num_envs.split(",")):
+        for n in opts.env_counts:
             sps = measure_env_sps(opts.game, backend, n, opts.seconds)
             results.append({"game": opts.game, "backend": backend, "num_envs": n, "sps": round(sps, 1)})
             progress(f"{backend:>8} {n:>8} {sps:>9.0f}")
     opts.out.mkdir(parents=True, exist_ok=True)
     best = max(results, key=lambda r: r["sps"])
-    report = {"command": command, **machine(), "seconds_per_point": opts.seconds, "fastest": best,
-              "results": results}  # fmt: skip
+    report = {"command": command, **machine(), "machine_key": envs.machine_key(),
+              "seconds_per_point": opts.seconds, "fastest": best, "results": results}  # fmt: skip
     (opts.out / "benchmark_envs.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_env_sps(results, opts.out / "benchmark_envs.png")
+    recorded = envs.record_speeds(results, time.strftime("%Y-%m-%d %H:%M:%S"))
     progress(f"fastest: {best['backend']} with {best['num_envs']} envs; wrote {opts.out}/benchmark_envs.*")
+    progress(f"recorded for backend='auto' on this machine ({envs.machine_key()}) in {recorded}")
     return report
 
 

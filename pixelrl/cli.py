@@ -51,15 +51,32 @@ def parse_train(argv: list[str], usage: str | None) -> tuple[agents.AgentSpec, R
         raise SystemExit(f"error: name an agent first, e.g. `train.py dqn --env Pong`; agents: {names}")
     with one_line_errors():
         spec = agents.get_agent(argv[0])
-    rest = argv[1:]
+    rest, preset = _take_option(argv[1:], "--preset")
     resume = _option(rest, "--resume")
     if resume is not None:
+        if preset is not None:
+            raise SystemExit("error: --preset starts a new run; a resumed run keeps its saved config")
         return spec, *_parse_resume(spec, Path(resume), rest)
     with one_line_errors("--env: "):
         kind = envs.resolve(_option(rest, "--env") or RunConfig.env).kind
-    return spec, *_parse_over(
-        spec, rest, RunConfig(), spec.presets["atari" if kind == "atari" else "classic"]
-    )
+    family = "atari" if kind == "atari" else "classic"
+    if preset is not None and preset not in spec.presets:
+        raise SystemExit(f"error: --preset {preset}: {spec.name} has presets {', '.join(spec.presets)}")
+    return spec, *_parse_over(spec, rest, RunConfig(), spec.presets[preset or family])
+
+
+def describe_presets(spec: agents.AgentSpec) -> str:
+    """One line per preset: what it changes from the family default (for --help)."""
+    lines = ["Presets (--preset NAME; default: atari for Atari games, classic for classic control):"]
+    base = spec.presets["atari"]
+    for name, cfg in spec.presets.items():
+        if name == "atari":
+            lines.append("  atari: the published Atari settings")
+            continue
+        changed = [f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)
+                   if getattr(cfg, f.name) != getattr(base, f.name)]  # fmt: skip
+        lines.append(f"  {name}: {', '.join(changed) or 'as atari'}")
+    return "\n".join(lines)
 
 
 def _parse_over(spec: agents.AgentSpec, rest: list[str], run: RunConfig, cfg: Any) -> tuple[RunConfig, Any]:
@@ -73,9 +90,21 @@ def _parse_over(spec: agents.AgentSpec, rest: list[str], run: RunConfig, cfg: An
             default=Args(run, cfg),
             prog=f"train.py {spec.name}",
             config=(tyro.conf.OmitArgPrefixes,),
-            description=sys.modules[spec.Config.__module__].__doc__,
-        )  # the agent's paper box
+            description=f"{sys.modules[spec.Config.__module__].__doc__}\n{describe_presets(spec)}",
+        )  # the agent's paper box, and its presets
     return args.run, args.agent
+
+
+def _take_option(argv: list[str], name: str) -> tuple[list[str], str | None]:
+    """argv without `name VALUE` (or `name=VALUE`), and VALUE (None when absent)."""
+    for i, arg in enumerate(argv):
+        if arg == name:
+            if i + 1 == len(argv):
+                raise SystemExit(f"error: {name} needs a value")
+            return argv[:i] + argv[i + 2 :], argv[i + 1]
+        if arg.startswith(name + "="):
+            return argv[:i] + argv[i + 1 :], arg.split("=", 1)[1]
+    return argv, None
 
 
 def _option(argv: list[str], name: str) -> str | None:

@@ -42,8 +42,8 @@ class RunConfig:
     """Weights & Biases: auto = online when logged in, else offline (upload later with wandb sync)."""
     device: str = "auto"
     """cpu, cuda, cuda:N or auto (cuda when available)."""
-    backend: Literal["auto", "sync", "async", "envpool"] = "auto"
-    """Vector env backend; auto picks the fastest measured on this kind of machine."""
+    backend: Literal["auto", "sync", "async", "envpool", "ale"] = "auto"
+    """Vector env backend; auto picks the fastest measured on this machine (`benchmark.py envs`)."""
     sticky: float | None = None
     """Atari sticky-action probability for training and evaluation (default: the protocol's, Machado et al.
     2018, see envs.AtariOptions; 0.0 is the NoFrameskip-v4 setting behind most published PPO/DQN curves)."""
@@ -113,6 +113,9 @@ class Trainer:
             if self.game.kind != "atari":
                 raise ValueError(f"--sticky applies to Atari games, not {run.env}; drop it")
             self.env_options = self.env_options | {"sticky": run.sticky}
+        if run.backend == "ale" and self.game.kind == "atari" and run.video_every != 0:
+            raise ValueError("--backend ale cannot record training videos (ale-py's vector env has no "
+                             "screen); add --video-every 0, or use --backend auto")  # fmt: skip
         self.frames_per_step = envs.frames_per_step(run.env, **self.env_options)
         self.total_steps = cfg.frames // self.frames_per_step
         self.eval_every_frames = run.eval_every or max(cfg.frames // 10, 1)
@@ -158,7 +161,8 @@ class Trainer:
         logger = RunLogger(self.run_dir, config, wandb_mode=run.wandb, resume=state is not None)
         precision = config["agent_config"].get("precision")  # the agents that have one
         device = f"device {agent.device}" + (f", precision {precision}" if precision else "")
-        print(f"{self.spec.name} on {self.game.env_id}: {cfg.frames:,} frames, {cfg.num_envs} envs, "
+        print(f"{self.spec.name} on {self.game.env_id}: {cfg.frames:,} frames, {cfg.num_envs} envs on "
+              f"{envs.backend_of(env)}, "
               f"{device}, run directory {self.run_dir}", file=sys.stderr)  # fmt: skip
         return Session(env, agent, logger, start_step, seed, replay, step=start_step)
 
@@ -175,7 +179,7 @@ class Trainer:
         env = envs.make(run.env, cfg.num_envs, seed=seed, mode="train", backend=run.backend, groups=groups,
                         **options)  # fmt: skip
         if groups > 1 and envs.num_groups(env) == 1:  # the gymnasium backends have no groups
-            why = "only the EnvPool backend steps envs in groups"
+            why = "only the pool backends (envpool, ale) step envs in groups"
         if why:
             print(f"note: the {cfg.num_envs} envs step all at once, not in groups: {why}", file=sys.stderr)
         return env

@@ -3,6 +3,7 @@ them by path, as `python scripts/NAME.py` does."""
 
 import os
 import runpy
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist each worker takes its share of the cores, so that workers do not oversubscribe them
     (torch would start one intra-op thread per core in every worker)."""
+    # backend="auto" reads the env speeds `benchmark.py envs` recorded on this machine (envs.speeds_file()):
+    # tests start from none, so that they do not depend on what was measured here.
+    os.environ["PIXELRL_ENV_SPEEDS"] = os.path.join(tempfile.mkdtemp(prefix="pixelrl-speeds-"), "none.json")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
@@ -24,15 +28,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def load_script(name: str) -> Callable[[list[str]], Any]:
     """The `main(argv)` of scripts/<name>.py."""
     return runpy.run_path(str(ROOT / "scripts" / f"{name}.py"), run_name=f"script_{name}")["main"]
-
-
-@pytest.fixture(autouse=True)
-def _no_measured_env_speeds(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """backend="auto" reads speeds measured on this machine (`envs.speeds_file()`): tests start from none,
-    so that they do not depend on what `benchmark.py envs` recorded here."""
-    monkeypatch.setenv("PIXELRL_ENV_SPEEDS", str(tmp_path_factory.mktemp("speeds") / "env_speeds.json"))
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def test_a_wrong_declaration_is_named():
 
     bad = {
         "Config must be a frozen dataclass": dataclasses.replace(spec, Config=Mutable),
-        "presets must be 'atari' and 'classic'": dataclasses.replace(
+        "presets must include 'atari' and 'classic'": dataclasses.replace(
             spec, presets={"atari": spec.presets["atari"]}
         ),
         "preset 'classic' must be a Config": dataclasses.replace(

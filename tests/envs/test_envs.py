@@ -423,11 +423,14 @@ def test_everything_works_without_envpool(monkeypatch: pytest.MonkeyPatch) -> No
 
 @needs_envpool
 @needs_ale_vector
-def test_auto_picks_the_fastest_measured_on_this_machine_among_those_that_can_do_the_job() -> None:
+def test_auto_picks_the_fastest_measured_on_this_machine_among_those_that_can_do_the_job(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without measurements a rule picks (EnvPool for several Atari envs); once `benchmark.py envs` has
     recorded this machine's speeds, the fastest at the nearest measured env count wins; speeds recorded
     under another machine's key are ignored; backends that cannot do what was asked are never chosen."""
-    assert envs.measured_speeds() == {}  # tests start from none (tests/conftest.py)
+    monkeypatch.setenv("PIXELRL_ENV_SPEEDS", str(tmp_path / "speeds.json"))
+    assert envs.measured_speeds() == {}
     assert envs.choose_backend("atari", 8) == ("envpool", envs.choose_backend("atari", 8).why)
     assert "no measurements" in envs.choose_backend("atari", 8).why
     assert envs.choose_backend("atari", 1).backend == envs.choose_backend("classic", 8).backend == "sync"

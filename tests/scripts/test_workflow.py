@@ -181,6 +181,8 @@ def _safe_rows(run_dir):
         ([], "name an agent first"),
         (["ppo", "--env", "Pong", "--sticky", "1.5"], "--sticky must be in [0, 1], got 1.5"),
         (["ppo", "--env", "CartPole-v1", "--sticky", "0"], "--sticky applies to Atari games"),
+        (["ppo", "--env", "Pong", "--backend", "ale"], "--backend ale cannot record training videos"),
+        (["ppo", "--env", "Pong", "--preset", "big"], "--preset big: ppo has presets atari, classic, "),
     ],
 )
 def test_bad_input_is_one_line_before_training(argv, message, script):
@@ -267,8 +269,9 @@ def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes
         (["ppo", "--video-every", "0"], 2, None),
         (["ppo", "--video-every", "0", "--num-envs", "6", "--env-groups", "4"], 1, "not a multiple of"),
         (["ppo"], 2, None),  # training videos come from EnvPool too
-        (["ppo", "--video-every", "0", "--backend", "async", "--num-envs", "4"], 1, "only the EnvPool"),
+        (["ppo", "--video-every", "0", "--backend", "async", "--num-envs", "4"], 1, "only the pool backends"),
         (["a2c", "--video-every", "0"], 1, None),  # A2C's default: 1 group (no gain measured)
+        (["ppo", "--video-every", "0", "--backend", "ale"], 2, None),  # ale-py's vector env has groups too
     ],
 )
 def test_env_groups_apply_where_envpool_steps_the_envs_and_a_note_says_why_not(argv, groups, note, tmp_path,
