@@ -175,9 +175,8 @@ class PoolVectorEnv(gym.vector.VectorEnv):
         if self.video is not None:
             self.video.close()
         for pool in self.pools:
-            close = getattr(pool, "close", None)
-            if close is not None:
-                close()
+            pool.close()
+        self.pools = []  # ale-py's threads stop when its pool is freed
 
 
 def check_groups(num_envs: int, groups: int) -> None:
