@@ -113,13 +113,17 @@ def choose_backend(kind: str, num_envs: int, gym_only: bool = False, video: bool
     if kind != "atari":  # classic control steps cost microseconds: workers and threads cost more
         return Choice("sync", "classic control runs in-process")
     allowed = candidates(kind, gym_only, video)
-    speeds = {b: s for b, s in measured_speeds().items() if b in allowed and s}
+    measured = {b: s for b, s in measured_speeds().items() if s}
+    speeds = {b: s for b, s in measured.items() if b in allowed}
     if speeds:  # compare at the measured env count nearest to num_envs (log scale; ties: the larger)
         counts = {n for by_n in speeds.values() for n in by_n}
         n = min(counts, key=lambda m: (abs(math.log2(m) - math.log2(num_envs)), -m))
         best = max((b for b in speeds if n in speeds[b]), key=lambda b: speeds[b][n])
-        sps = speeds[best][n]
-        return Choice(best, f"fastest measured on this machine ({sps:,.0f} steps/s with {n} envs)")
+        why = f"fastest measured on this machine ({speeds[best][n]:,.0f} steps/s with {n} envs)"
+        faster = [b for b, by_n in measured.items() if b not in allowed and by_n.get(n, 0) > speeds[best][n]]
+        if faster:  # say what the options cost, e.g. that filming rules out the ale backend
+            why += f"; {', '.join(faster)} measured faster but cannot {'film' if video else 'do this'}"
+        return Choice(best, why)
     rule = "no measurements on this machine (python scripts/benchmark.py envs makes them)"
     if num_envs == 1:
         return Choice("sync", f"{rule}: one env runs in-process")
