@@ -14,6 +14,9 @@ it (design rule 4).
 
 Memory per Atari transition: 84*84 frame bytes + 1 (action) + 4 (reward) + 2 (flags) + 4 (priority,
 when prioritized) = ~1.001 x 84 x 84, plus a few extra slots per episode start.
+
+`DeviceBatches` hands the learner its batches on the device: on CUDA gathered straight into pinned host
+memory and copied asynchronously, so that sampling never waits on the GPU.
 """
 
 from __future__ import annotations
@@ -122,6 +125,7 @@ class ReplayBuffer:
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.terminated = np.zeros(shape, dtype=bool)
         self.valid = np.zeros(shape, dtype=bool)  # slot k starts a real transition k -> k+1
+        self.size = 0  # valid.sum(), kept as slots change: summing 100k flags took 28 us, once per step
         self.pos = np.zeros(num_envs, dtype=np.int64)  # slot of each env's current observation
         self.written = np.zeros(num_envs, dtype=np.int64)  # slots ever written, per env
         self.added = np.zeros((), dtype=np.int64)  # real transitions ever added (gates learning_starts)
@@ -132,7 +136,7 @@ class ReplayBuffer:
 
     def __len__(self) -> int:
         """Number of sampleable transitions."""
-        return int(self.valid.sum())
+        return self.size
 
     @property
     def bytes_per_transition(self) -> float:
@@ -159,6 +163,7 @@ class ReplayBuffer:
                 raise ValueError(f"saved replay {name} has shape {state[name].shape}, this buffer {mine}: "
                                  "it was saved with other settings")  # fmt: skip
             getattr(self, name)[...] = state[name]
+        self.size = int(self.valid.sum())
         if self.tree is not None and "priorities" in state:
             self.tree.set(np.arange(len(state["priorities"])), state["priorities"])
             self.max_priority = float(state["max_priority"])
@@ -177,6 +182,7 @@ class ReplayBuffer:
     def _invalidate(self, env: int, slot: int) -> None:
         if self.valid[env, slot]:
             self.valid[env, slot] = False
+            self.size -= 1
             if self.tree is not None:
                 self.tree.set([env * self.per_env + slot], [0.0])
 
@@ -205,6 +211,7 @@ class ReplayBuffer:
                 self.rewards[e, slot] = rewards[e]
                 self.terminated[e, slot] = terminated[e]
                 self._write(e, next_obs[e][-1] if self.frame_stack else next_obs[e])
+                self.size += not self.valid[e, slot]
                 self.valid[e, slot] = True
                 self.added += 1
                 if self.tree is not None:
@@ -216,13 +223,28 @@ class ReplayBuffer:
             self._start_episode(e, obs[e])
 
     # ------------------------------------------------------------------ sampling
-    def _stacked(self, env: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    def _stacked(self, env: np.ndarray, slot: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Writes into `out` (B, *obs_shape) the observations whose newest frames are at (env, slot): each
+        the window of the last `stack` slots, gathered as whole frames in one call."""
         offsets = np.arange(-self.stack + 1, 1)  # oldest .. newest
-        window = (slot[:, None] + offsets[None]) % self.per_env  # (B, K)
-        out = self.frames[env[:, None], window]  # (B, K, H, W)
-        return out if self.frame_stack else out[:, 0]
+        flat = env[:, None] * self.per_env + (slot[:, None] + offsets[None]) % self.per_env  # (B, K)
+        frames = self.frames.reshape(-1, *self.frame_shape)  # a view: the rings end to end
+        # mode="clip": the indices are in range by construction, and "raise" gathers into a temporary first
+        np.take(frames, flat.ravel(), axis=0, out=out.reshape(-1, *self.frame_shape), mode="clip")
+        return out
 
-    def sample(self, batch_size: int, beta: float = 0.4) -> Transitions:
+    def batch_layout(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """(shape, dtype) of each array field of a sampled batch, for preallocated `sample(out=...)`."""
+        obs = ((batch_size, *self.obs_shape), self.frames.dtype)
+        scalar = ((batch_size,), np.dtype(np.float32))
+        actions = ((batch_size,), np.dtype(np.int64))
+        return {"obs": obs, "actions": actions, "returns": scalar, "next_obs": obs, "discounts": scalar,
+                "weights": scalar}  # fmt: skip
+
+    def sample(self, batch_size: int, beta: float = 0.4, out: Transitions | None = None) -> Transitions:
+        """`batch_size` transitions, uniformly or (prioritized) by priority with importance weights to the
+        power `beta`, as numpy arrays: fresh ones, or written into `out`'s (C-contiguous, laid out as
+        `batch_layout` says; `DeviceBatches` passes pinned ones)."""
         if len(self) < batch_size:
             raise ValueError(f"replay holds {len(self)} transitions, fewer than a batch of {batch_size}")
         if self.tree is not None:
@@ -254,15 +276,17 @@ class ReplayBuffer:
             cursor = np.where(active, (cursor + 1) % self.per_env, cursor)
             # stop at a terminal, or where the next slot is not a transition (episode end or newest slot)
             active &= ~ended & self.valid[env, cursor]
-        return Transitions(
-            obs=self._stacked(env, slot),
-            actions=self.actions[env, slot].astype(np.int64),
-            returns=returns,
-            next_obs=self._stacked(env, cursor),
-            discounts=discounts,
-            weights=weights,
-            indices=flat.astype(np.int64),
-        )
+        if out is None:
+            layout = self.batch_layout(batch_size)
+            out = Transitions(**{name: np.empty(*layout[name]) for name in ("obs", "next_obs")},
+                              actions=self.actions[env, slot].astype(np.int64), returns=returns,
+                              discounts=discounts, weights=weights, indices=flat)  # fmt: skip
+        else:
+            out.actions[:], out.returns[:], out.discounts[:], out.weights[:] = (
+                self.actions[env, slot], returns, discounts, weights)  # fmt: skip
+        self._stacked(env, slot, out.obs)
+        self._stacked(env, cursor, out.next_obs)
+        return dataclasses.replace(out, indices=flat.astype(np.int64))
 
     def _uniform(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         env = np.empty(0, dtype=np.int64)
@@ -283,3 +307,52 @@ class ReplayBuffer:
         env, slot = np.divmod(indices, self.per_env)
         keep = self.valid[env, slot]  # a slot overwritten since sampling stays at zero
         self.tree.set(indices[keep], priorities[keep] ** self.alpha)
+
+
+class DeviceBatches:
+    """Replay batches on the learner's device. `staged` (the default on CUDA): each batch is gathered straight
+    into page-locked (pinned) host arrays and copied with `non_blocking=True`, so the host goes on to the
+    update while the copy runs and never waits on the GPU. Two sets of arrays take turns; a set is refilled
+    only once its last copy has finished (a CUDA event, long done by then), so no copy in flight is
+    overwritten. Pinning needs CUDA: staged elsewhere (as the CPU tests run it) the arrays are plain memory.
+
+    Unstaged (the default elsewhere), `sample` hands over the replay's fresh numpy batch as tensors: on the
+    CPU `torch.from_numpy` shares the memory, so there is nothing to copy."""
+
+    def __init__(
+        self, replay: ReplayBuffer, device: torch.device, batch_size: int, staged: bool | None = None
+    ) -> None:
+        self.replay, self.device, self.batch_size = replay, device, batch_size
+        self.staged = device.type == "cuda" if staged is None else staged
+        pin = self.staged and torch.cuda.is_available()
+        # Torch tensors own the (pinned) memory, so that copies from them are asynchronous; the replay
+        # writes into numpy views of them.
+        layout = replay.batch_layout(batch_size)
+        self._host = [
+            {name: torch.empty(shape, dtype=_torch_dtype(dtype), pin_memory=pin)
+             for name, (shape, dtype) in layout.items()}
+            for _ in range(2 if self.staged else 0)
+        ]  # fmt: skip
+        no_indices = np.empty(0, np.int64)
+        self._views = [Transitions(**{name: t.numpy() for name, t in host.items()}, indices=no_indices)
+                       for host in self._host]  # fmt: skip
+        # An event per set, recorded after its copy is issued (a never-recorded event counts as done).
+        self._copied = [torch.cuda.Event() for _ in self._host] if device.type == "cuda" else []
+        self._turn = 0
+
+    def sample(self, beta: float = 0.4) -> Transitions:
+        if not self.staged:
+            return self.replay.sample(self.batch_size, beta).to(self.device)
+        k, self._turn = self._turn, 1 - self._turn
+        if self._copied:
+            self._copied[k].synchronize()  # this set's copy, issued a whole update ago, has finished
+        indices = self.replay.sample(self.batch_size, beta, out=self._views[k]).indices
+        moved = {name: t.to(self.device, non_blocking=True) for name, t in self._host[k].items()}
+        batch = Transitions(**moved, indices=indices)
+        if self._copied:
+            self._copied[k].record()
+        return batch
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype)).dtype

@@ -162,3 +162,57 @@ def test_saved_replay_loads_into_a_fresh_buffer_and_samples_the_same(tmp_path):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
     with pytest.raises(ValueError, match="saved with other settings"):
         ReplayBuffer(32, 1, (1,), np.float32, frame_stack=False).load_state_dict(c.replay.state_dict())
+
+
+def random_replay(seed=0, steps=400, **kwargs):
+    """Three envs of 2-frame pixel stacks with random episode starts and terminals; the rings wrap around."""
+    replay = ReplayBuffer(3 * 60, 3, (2, 5, 5), np.uint8, frame_stack=True, n_step=3, gamma=0.9, seed=1,
+                          **kwargs)  # fmt: skip
+    rng = np.random.default_rng(seed)
+    replay.reset(rng.integers(0, 256, (3, 2, 5, 5), dtype=np.uint8))
+    for _ in range(steps):
+        replay.add(rng.integers(0, 6, 3), rng.standard_normal(3).astype(np.float32), rng.random(3) < 0.05,
+                   rng.integers(0, 256, (3, 2, 5, 5), dtype=np.uint8), rng.random(3) < 0.05)  # fmt: skip
+        assert len(replay) == replay.valid.sum()  # the kept count, against a recount
+    return replay
+
+
+def test_sampleable_count_is_kept_through_starts_wraparound_and_loading():
+    replay = random_replay()
+    assert replay.written.min() > 2 * replay.per_env and 0 < len(replay) < 3 * 60
+    fresh = ReplayBuffer(3 * 60, 3, (2, 5, 5), np.uint8, frame_stack=True, n_step=3, gamma=0.9)
+    fresh.load_state_dict(replay.state_dict())
+    assert len(fresh) == len(replay)
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_staged_device_batches_equal_fresh_ones_and_stay_valid_until_their_buffer_returns(prioritized):
+    """The CUDA path (pinned buffers taking turns) forced on the CPU: each batch equals what `sample` gives
+    from an identical replay, and is not overwritten by the next one, only by the one after (whose turn in
+    the buffers it is; on CUDA an event first waits for its copy)."""
+    import torch
+
+    from agents.replay import DeviceBatches
+
+    staged_replay, plain_replay = (
+        random_replay(prioritized=prioritized),
+        random_replay(prioritized=prioritized),
+    )
+    staged = DeviceBatches(staged_replay, torch.device("cpu"), 16, staged=True)
+    assert DeviceBatches(plain_replay, torch.device("cpu"), 16).staged is False  # the default off CUDA
+    fields = ("obs", "actions", "returns", "next_obs", "discounts", "weights")
+    batches = []
+    for _ in range(4):
+        batch, expected = staged.sample(0.5), plain_replay.sample(16, 0.5)
+        for name in fields:
+            value = getattr(batch, name)
+            assert (
+                isinstance(value, torch.Tensor)
+                and value.dtype == torch.from_numpy(getattr(expected, name)).dtype
+            )
+            np.testing.assert_array_equal(value.numpy(), getattr(expected, name))
+        np.testing.assert_array_equal(batch.indices, expected.indices)
+        batches.append((batch, expected))
+        if len(batches) >= 2:  # the previous batch is intact after this one
+            np.testing.assert_array_equal(batches[-2][0].obs.numpy(), batches[-2][1].obs)
+    assert batches[0][0].obs.data_ptr() == batches[2][0].obs.data_ptr() != batches[1][0].obs.data_ptr()
