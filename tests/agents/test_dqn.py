@@ -1,3 +1,7 @@
+import dataclasses
+import shutil
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -147,3 +151,119 @@ def test_learning_starts_equal_to_the_buffer_size_still_trains():
         pass
     # learning starts once 200 real transitions were added (reset steps are not transitions): ~100 updates
     assert 90 <= agent.updates <= (600 - 200) // 4
+
+
+def random_batch(rng, n=8, obs_shape=(4, 84, 84), num_actions=6):
+    """A batch of random transitions: uint8 frames, or float vectors; bootstrapped, with uneven weights."""
+
+    def obs():
+        if len(obs_shape) == 3:
+            return rng.integers(0, 256, (n, *obs_shape), dtype=np.uint8)
+        return rng.standard_normal((n, *obs_shape)).astype(np.float32)
+
+    f32 = np.float32
+    return Transitions(
+        obs=obs(), actions=rng.integers(0, num_actions, n), returns=rng.standard_normal(n).astype(f32),
+        next_obs=obs(), discounts=np.full(n, 0.99**3, f32), weights=rng.random(n).astype(f32) + 0.5,
+        indices=np.arange(n),
+    )  # fmt: skip
+
+
+def test_learn_keeps_metrics_on_the_device_and_they_read_as_the_step_computed_by_hand():
+    """`learn` reads nothing to the host; `metrics()` and `td_abs` later give the values of a gradient step
+    written out plainly (double DQN targets, weighted Huber loss, gradient norm before the clip)."""
+    cfg = dqn.Config(buffer_size=1000, learning_starts=100, double=True, lr=1e-3, max_grad_norm=0.5)
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    torch.manual_seed(0)
+    agent = dqn.DQN(cfg, space, 6, "cpu")
+    torch.manual_seed(0)
+    by_hand = dqn.DQN(cfg, space, 6, "cpu")
+    assert agent.metrics() == {}  # nothing to log before the first update
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        batch = random_batch(rng)
+        agent.learn(batch)
+        b = batch.to(by_hand.device)
+        with torch.no_grad():
+            y = dqn.td_targets(
+                b.returns, b.discounts, by_hand.target_q.infer(b.next_obs), by_hand.q(b.next_obs)
+            )
+        q = by_hand.q(b.obs).gather(1, b.actions[:, None]).squeeze(1)
+        loss = nets.huber(q, y, b.weights)
+        by_hand.optimizer.zero_grad()
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(by_hand.q_net.parameters(), cfg.max_grad_norm)
+        by_hand.optimizer.step()
+        metrics = agent.metrics()
+        assert metrics == pytest.approx({"losses/td_loss": loss.item(), "losses/q_values": q.mean().item(),
+                                         "losses/grad_norm": norm.item()}, rel=1e-5)  # fmt: skip
+        assert norm.item() > cfg.max_grad_norm  # the clip was active, and the norm logged is the raw one
+        np.testing.assert_allclose(agent.td_abs, (y - q).abs().detach().numpy(), rtol=1e-5, atol=1e-6)
+    for mine, theirs in zip(agent.q_net.parameters(), by_hand.q_net.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs)
+
+
+def test_the_training_loop_logs_the_metrics_of_its_last_update():
+    cfg = dqn.PRESETS["classic"]
+    cfg = dqn.Config(**{**cfg.__dict__, "learning_starts": 64, "train_every": 4, "gradient_steps": 1})
+    env = envs.make("CartPole-v1", 1, seed=0)
+    agent = dqn.make_agent(cfg, env, "cpu")
+    after_each_update = []
+    learn = agent.learn
+
+    def learn_and_record(batch):
+        learn(batch)
+        after_each_update.append(agent.metrics())
+
+    agent.learn = learn_and_record
+    checked = 0
+    for _, rows in dqn.train(cfg, env, agent, total_steps=300, log_every=50):
+        for row in (r for r in rows if "losses/td_loss" in r):
+            assert {k: row[k] for k in after_each_update[-1]} == after_each_update[-1]
+            checked += 1
+    assert len(after_each_update) > 50 and checked >= 4
+    env.close()
+
+
+def test_acting_skips_the_network_when_every_env_explores_and_draws_as_before():
+    cfg, env, agent = pong_agent()
+    env.close()
+    obs = np.random.default_rng(0).integers(0, 256, (4, 4, 84, 84), dtype=np.uint8)
+    greedy = agent.act(obs, 0.0)
+
+    def no_network(_obs):
+        raise AssertionError("the network ran although every env explores")
+
+    forward, agent._greedy_q = agent._greedy_q, no_network
+    agent.rng = np.random.default_rng(7)
+    reference = np.random.default_rng(7)  # the same draws, in the same order, as before the shortcut
+    assert np.array_equal(agent.act(obs, 1.0), (reference.random(4), reference.integers(0, 6, 4))[1])
+    agent._greedy_q = forward
+    explore = reference.random(4) < 0.5
+    random_actions = reference.integers(0, 6, 4)
+    assert 0 < explore.sum() < 4  # this seed mixes greedy and random actions
+    np.testing.assert_array_equal(agent.act(obs, 0.5), np.where(explore, random_actions, greedy))
+
+
+@pytest.mark.skipif(
+    not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile needs a C++ compiler"
+)
+def test_compiled_update_and_acting_match_eager():
+    """compile=True on a small MLP in float32: the same losses, weights and greedy actions as eager."""
+    cfg = dqn.Config(**{**dqn.PRESETS["classic"].__dict__, "batch_size": 16, "double": True, "n_step": 3})
+    space = gym.spaces.Box(-5.0, 5.0, (4,), np.float32)
+    agents = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        agents.append(dqn.DQN(dataclasses.replace(cfg, compile=compile), space, 2, "cpu"))
+    eager, compiled = agents
+    rng = np.random.default_rng(0)
+    for step in range(4):
+        batch = random_batch(rng, 16, (4,), 2)
+        assert compiled.update(batch) == pytest.approx(eager.update(batch), rel=1e-4, abs=1e-6)
+        if step == 1:
+            eager.sync_target(), compiled.sync_target()
+    for a, b in zip(eager.q_net.parameters(), compiled.q_net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    probe = rng.standard_normal((64, 4)).astype(np.float32)
+    np.testing.assert_array_equal(compiled.act(probe, 0.0), eager.act(probe, 0.0))
