@@ -13,7 +13,8 @@ Settings shared by both sides (the SB3 zoo's Atari hyperparameters, design §1's
 - Pong with sticky actions 0.25 (per emulator frame, in ALE), 30 no-op resets, FIRE on reset, frame skip 4
   with max-pooling, 84x84x4 grayscale, life loss ends episodes, clipped rewards; SB3 through its
   `AtariWrapper`, ours through `envs.make`. Each library steps the envs with its own vector backend: SB3
-  with its default `DummyVecEnv` (as its zoo does), ours with what `backend="auto"` picks (EnvPool here).
+  with its default `DummyVecEnv` (as its zoo does), ours with what `backend="auto"` picks: the backend
+  measured fastest on this machine by `benchmark.py envs`, or by rule EnvPool where nothing is recorded.
 - Precision: ours at what `precision="auto"` picks on the device (nets.choose_precision), and in fp32 (the
   "pixelrl fp32" rows); SB3 has no autocast and runs in float32, with TF32 on where ours runs TF32, so
   that TF32 alone does not count as our speed-up.
