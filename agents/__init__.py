@@ -7,7 +7,15 @@ from __future__ import annotations
 import difflib
 
 from agents import a2c, dqn, ppo, reinforce
-from agents.interface import Agent, AgentConfig, AgentSpec, check_spec, config_from_dict, resolve_precision
+from agents.interface import (
+    Agent,
+    AgentConfig,
+    AgentSpec,
+    check_spec,
+    config_from_dict,
+    preset_family,
+    resolve_precision,
+)
 
 AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (dqn.SPEC, reinforce.SPEC, a2c.SPEC, ppo.SPEC)}
 
@@ -30,5 +38,6 @@ __all__ = [
     "check_spec",
     "config_from_dict",
     "get_agent",
+    "preset_family",
     "resolve_precision",
 ]

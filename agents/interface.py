@@ -68,7 +68,8 @@ class AgentSpec:
     """Its frozen Config dataclass; every field is a command-line option."""
     presets: Mapping[str, Any]
     """Named Configs: "atari" and "classic" (classic control) are the defaults of each game family; others
-    are chosen by name (`train.py AGENT --preset NAME`), a comment above each saying what it is for."""
+    are chosen by name (`train.py AGENT --preset NAME`), a comment above each saying what it is for. A
+    name starting with "classic" is for classic control, any other for Atari (`preset_family`)."""
     make_agent: Callable[[Any, gym.vector.VectorEnv, str, int], Agent]
     """(cfg, env, device, seed) -> agent."""
     train: Callable[..., Loop]
@@ -80,6 +81,11 @@ class AgentSpec:
     """(cfg, game kind) -> observation options for envs.make, recorded with every checkpoint."""
     resumable: tuple[str, ...] = ("frames",)
     """Config fields a resume may change: how long and how fast to train, never what is learned."""
+
+
+def preset_family(name: str) -> str:
+    """The game family a preset is for: "classic" for "classic" and "classic-...", else "atari"."""
+    return "classic" if name == "classic" or name.startswith("classic-") else "atari"
 
 
 def check_spec(spec: AgentSpec) -> None:

@@ -14,7 +14,15 @@ first = first_of_episode(info)   # (8,) bool: obs[i] starts an episode (all afte
 
 from envs import video
 from envs.atari import AtariOptions
-from envs.backends import choose_backend, machine_key, measured_speeds, record_speeds, speeds_file
+from envs.backends import (
+    BACKENDS,
+    Backend,
+    choose_backend,
+    machine_key,
+    measured_speeds,
+    record_speeds,
+    speeds_file,
+)
 from envs.envpool_backend import envpool_available
 from envs.factory import (
     backend_of,
@@ -31,6 +39,8 @@ from envs.factory import (
 )
 
 __all__ = [
+    "BACKENDS",
+    "Backend",
     "AtariOptions",
     "backend_of",
     "choose_backend",

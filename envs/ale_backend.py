@@ -10,8 +10,9 @@ first-of-episode flags, as for EnvPool. Where ale-py differs from our protocol, 
   `_obs` fills the zero frames of the first stack - 1 observations of each game with the oldest real one,
   so frames agree exactly (tests/envs).
 - No-op starts: ale-py presses FIRE first and then takes its no-ops; ours takes 1..noop_max actions with
-  FIRE last. We pass noop_max + 1, so a game starts after 1..noop_max frames in both (ale-py's count of
-  1 is twice as likely); noop_max=0 gives the same single FIRE (or nothing) in both.
+  FIRE last. We pass noop_max + 1, so with FIRE a game starts after 1..noop_max frames in both (ale-py's
+  count of 1 is twice as likely); without FIRE (games that have none, or fire_reset=False) ale-py takes
+  0..noop_max frames, ours 1..noop_max. noop_max=0 gives the same single FIRE (or nothing) in both.
 - A step cut short inside the frame skip (game over, or the frame cap when it is not a multiple of the
   skip) returns the screens of the step's earlier frames, not the last two: only the final observation
   of a game differs, which a terminated transition never bootstraps from. The 108k-frame cap is a

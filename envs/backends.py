@@ -8,7 +8,8 @@ architecture). `choose_backend` then picks, among the backends that are installe
 asked (video, gymnasium-only preprocessing), the one measured fastest at the nearest measured env count.
 On a machine with no measurements it falls back to a rule from measurements on two kinds of machine
 (docs/envs.md): several Atari envs run in EnvPool, else in ale-py's vector env, else in gymnasium async;
-one env runs in-process.
+one env runs in-process. EnvPool comes first in the rule because it also films training videos and has
+been measured on both kinds of development machine; ale was faster on one of them.
 """
 
 from __future__ import annotations
@@ -112,19 +113,29 @@ def choose_backend(kind: str, num_envs: int, gym_only: bool = False, video: bool
     video: env 0 films its games (ale-py's vector env cannot)."""
     if kind != "atari":  # classic control steps cost microseconds: workers and threads cost more
         return Choice("sync", "classic control runs in-process")
-    allowed = candidates(kind, gym_only, video)
-    measured = {b: s for b, s in measured_speeds().items() if s}
-    speeds = {b: s for b, s in measured.items() if b in allowed}
-    if speeds:  # compare at the measured env count nearest to num_envs (log scale; ties: the larger)
-        counts = {n for by_n in speeds.values() for n in by_n}
+    allowed, installed = candidates(kind, gym_only, video), candidates(kind, False, False)
+    measured = measured_speeds()
+    # Trusted only where every allowed backend was measured at the same env count: a record made before
+    # EnvPool was installed, or of some backends only, must not keep auto on a slower one.
+    counts = set.intersection(*(set(measured.get(b, {})) for b in allowed))
+    if counts:  # compare at the env count nearest to num_envs (log scale; ties: the larger)
         n = min(counts, key=lambda m: (abs(math.log2(m) - math.log2(num_envs)), -m))
-        best = max((b for b in speeds if n in speeds[b]), key=lambda b: speeds[b][n])
-        why = f"fastest measured on this machine ({speeds[best][n]:,.0f} steps/s with {n} envs)"
-        faster = [b for b, by_n in measured.items() if b not in allowed and by_n.get(n, 0) > speeds[best][n]]
+        best = max(allowed, key=lambda b: measured[b][n])
+        why = f"fastest measured on this machine ({measured[best][n]:,.0f} steps/s with {n} envs)"
+        top = measured[best][n]
+        faster = [b for b in installed if b not in allowed and measured.get(b, {}).get(n, 0) > top]
         if faster:  # say what the options cost, e.g. that filming rules out the ale backend
-            why += f"; {', '.join(faster)} measured faster but cannot {'film' if video else 'do this'}"
+            cannot = "film" if video else "run these options"
+            why += f"; {', '.join(faster)} measured faster but cannot {cannot}"
         return Choice(best, why)
-    rule = "no measurements on this machine (python scripts/benchmark.py envs makes them)"
+    missing = [b for b in allowed if b not in measured]
+    if not measured:
+        rule = "no measurements on this machine"
+    elif missing:
+        rule = f"{', '.join(missing)} not measured on this machine"
+    else:
+        rule = "no env count at which every backend was measured on this machine"
+    rule += " (python scripts/benchmark.py envs makes them)"
     if num_envs == 1:
         return Choice("sync", f"{rule}: one env runs in-process")
     for backend in ("envpool", "ale"):

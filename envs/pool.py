@@ -115,6 +115,8 @@ class PoolVectorEnv(gym.vector.VectorEnv):
 
     def send(self, actions: Any, group: int = 0) -> None:
         """Start stepping `group` (envs group_slices[group]) with its actions; `recv(group)` collects it."""
+        if not 0 <= group < self.num_groups:
+            raise ValueError(f"group {group} does not exist: this env has groups 0..{self.num_groups - 1}")
         if group in self.in_flight:
             raise RuntimeError(f"group {group} is already stepping; recv({group}) before sending again")
         cont = self.continuing[self.group_slices[group]].copy()
@@ -126,6 +128,8 @@ class PoolVectorEnv(gym.vector.VectorEnv):
     def recv(self, group: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         """Wait for `group`'s step: (obs, reward, terminated, truncated, info) of its envs only (info's
         arrays, the first-of-episode flags included, cover the group's envs)."""
+        if group not in self.in_flight:
+            raise RuntimeError(f"recv({group}): group {group} is not stepping; send(actions, {group}) first")
         cont, sl = self.in_flight[group], self.group_slices[group]
         obs, reward, terminated, truncated, info = self.pools[group].recv()
         del self.in_flight[group]

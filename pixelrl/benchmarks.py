@@ -45,9 +45,13 @@ class Envs:
 
     def __post_init__(self) -> None:
         check_config(self, positive=("seconds",))
-        unknown = sorted(set(self.backends.split(",")) - {"sync", "async", "envpool", "ale"})
+        concrete = [b for b in envs.BACKENDS if b not in ("auto", "gymnasium")]  # what can be timed
+        unknown = sorted(set(self.backends.split(",")) - set(concrete))
         if unknown:
-            raise ConfigError(f"--backends: unknown {unknown}; choose from sync, async, envpool, ale.")
+            raise ConfigError(f"--backends: unknown {unknown}; choose from {', '.join(concrete)}.")
+        counts = self.num_envs.split(",")
+        if self.num_envs != "auto" and not all(x.strip().isdigit() and int(x) > 0 for x in counts):
+            raise ConfigError(f"--num-envs {self.num_envs!r}: give positive integers like 1,2,4,8, or auto.")
 
     @property
     def env_counts(self) -> list[int]:
@@ -60,6 +64,9 @@ class Envs:
 def bench_envs(opts: Envs, command: str, progress: Callable[[str], None] = print) -> dict:
     installed = envs.backends.candidates("atari", gym_only=False, video=False)
     backends = [b for b in opts.backends.split(",") if b in installed]
+    if not backends:
+        there = ", ".join(installed)
+        raise ConfigError(f"--backends {opts.backends}: none is installed here; use some of {there}")
     results = []
     progress(f"{'backend':>8} {'num_envs':>8} {'steps/s':>9}")
     for backend in backends:
@@ -73,9 +80,13 @@ def bench_envs(opts: Envs, command: str, progress: Callable[[str], None] = print
               "seconds_per_point": opts.seconds, "fastest": best, "results": results}  # fmt: skip
     (opts.out / "benchmark_envs.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_env_sps(results, opts.out / "benchmark_envs.png")
-    recorded = envs.record_speeds(results, time.strftime("%Y-%m-%d %H:%M:%S"))
     progress(f"fastest: {best['backend']} with {best['num_envs']} envs; wrote {opts.out}/benchmark_envs.*")
-    progress(f"recorded for backend='auto' on this machine ({envs.machine_key()}) in {recorded}")
+    try:
+        recorded = envs.record_speeds(results, time.strftime("%Y-%m-%d %H:%M:%S"))
+        progress(f"recorded for backend='auto' on this machine ({envs.machine_key()}) in {recorded}")
+    except OSError as err:  # the figures above still stand; only auto goes without them
+        progress(f"warning: could not record the speeds for backend='auto' ({err}); set PIXELRL_ENV_SPEEDS "
+                 "to a writable file and run again")  # fmt: skip
     return report
 
 

@@ -62,6 +62,11 @@ def parse_train(argv: list[str], usage: str | None) -> tuple[agents.AgentSpec, R
     family = "atari" if kind == "atari" else "classic"
     if preset is not None and preset not in spec.presets:
         raise SystemExit(f"error: --preset {preset}: {spec.name} has presets {', '.join(spec.presets)}")
+    if preset is not None and agents.preset_family(preset) != family:
+        game = _option(rest, "--env") or RunConfig.env
+        fits = ", ".join(p for p in spec.presets if agents.preset_family(p) == family)
+        raise SystemExit(f"error: --preset {preset} is for {agents.preset_family(preset)} games, not {game}; "
+                         f"drop it or pick one of: {fits}")  # fmt: skip
     return spec, *_parse_over(spec, rest, RunConfig(), spec.presets[preset or family])
 
 
@@ -75,7 +80,7 @@ def describe_presets(spec: agents.AgentSpec) -> str:
             continue
         changed = [f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)
                    if getattr(cfg, f.name) != getattr(base, f.name)]  # fmt: skip
-        lines.append(f"  {name}: {', '.join(changed) or 'as atari'}")
+        lines.append(f"  {name} ({agents.preset_family(name)}): {', '.join(changed) or 'as atari'}")
     return "\n".join(lines)
 
 

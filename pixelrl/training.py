@@ -42,7 +42,7 @@ class RunConfig:
     """Weights & Biases: auto = online when logged in, else offline (upload later with wandb sync)."""
     device: str = "auto"
     """cpu, cuda, cuda:N or auto (cuda when available)."""
-    backend: Literal["auto", "sync", "async", "envpool", "ale"] = "auto"
+    backend: envs.Backend = "auto"
     """Vector env backend; auto picks the fastest measured on this machine (`benchmark.py envs`)."""
     sticky: float | None = None
     """Atari sticky-action probability for training and evaluation (default: the protocol's, Machado et al.

@@ -1,6 +1,6 @@
 """Throughput and learning benchmarks, one subcommand each.
 
-    python scripts/benchmark.py envs [--game Pong] [--backends sync,async,envpool] [--num-envs 1,2,4,8]
+    python scripts/benchmark.py envs [--game Pong] [--backends sync,async,envpool,ale] [--num-envs auto]
     python scripts/benchmark.py throughput [--ppo-steps 4096] [--dqn-steps 2000] [--repeats 3]
     python scripts/benchmark.py levers [--device auto]
     python scripts/benchmark.py precision [--agent ppo] [--env CartPole-v1] [--frames 100000] [--seeds 3]

@@ -1,10 +1,11 @@
 """Train an agent from the command line into a run directory.
 
-    python scripts/train.py AGENT --env GAME [--frames N] [--seed S] [--run-dir DIR] [--wandb MODE]
+    python scripts/train.py AGENT --env GAME [--preset NAME] [--frames N] [--seed S] [--run-dir DIR]
     python scripts/train.py AGENT --resume RUN_DIR
 
 Every field of the agent's Config is an option (see `--help`); its defaults come from the agent's preset
-for the game's family (Atari or classic control). Writes config.json, metrics.jsonl, checkpoints/ (latest
+for the game's family (Atari or classic control), or from the preset named by --preset (`--help` lists
+each agent's presets and what they change). Writes config.json, metrics.jsonl, checkpoints/ (latest
 and best), videos/ and curve.png. Ctrl-C or a kill saves a checkpoint; --resume continues from it.
 """
 

@@ -20,10 +20,15 @@ def test_presets_are_chosen_by_name_and_options_still_override_them(capsys: pyte
         cli.parse_train(["ppo", "--env", "Pong", "--preset", "fast"], "")
     with pytest.raises(SystemExit, match="--preset starts a new run; a resumed run keeps its saved config"):
         cli.parse_train(["ppo", "--resume", "runs/x", "--preset", "throughput"], "")
+    with pytest.raises(SystemExit, match="--preset throughput is for atari games, not CartPole-v1; drop"):
+        cli.parse_train(["ppo", "--env", "CartPole-v1", "--preset", "throughput"], "")
+    with pytest.raises(SystemExit, match="--preset classic is for classic games, not Pong; .*: atari, thr"):
+        cli.parse_train(["ppo", "--env", "Pong", "--preset", "classic"], "")
     with pytest.raises(SystemExit, match="--preset needs a value"):
         cli.parse_train(["ppo", "--preset"], "")
 
     with pytest.raises(SystemExit):
         cli.parse_train(["ppo", "--help"], "")
     out = capsys.readouterr().out
-    assert "throughput: num_envs=64, epochs=3, minibatches=8" in out and "classic: frames=100000" in out
+    assert "throughput (atari): num_envs=64, epochs=3, minibatches=8" in out
+    assert "classic (classic): frames=100000" in out

@@ -1,0 +1,36 @@
+"""The envs benchmark: prints and saves its figures, and records them for backend="auto" on this machine."""
+
+import json
+
+import pytest
+
+import envs
+
+
+def test_envs_benchmark_records_this_machines_speeds_for_auto(tmp_path, monkeypatch, capsys, script):
+    monkeypatch.setenv("PIXELRL_ENV_SPEEDS", str(tmp_path / "speeds.json"))
+    report = script("benchmark")(["envs", "--backends", "sync,async", "--num-envs", "1,2", "--seconds", "0.3",
+                                  "--out", str(tmp_path / "out")])  # fmt: skip
+    saved = json.loads((tmp_path / "out" / "benchmark_envs.json").read_text())
+    assert (tmp_path / "out" / "benchmark_envs.png").stat().st_size > 0
+    assert saved["machine_key"] == envs.machine_key() and len(saved["results"]) == 4 == len(report["results"])
+    measured = envs.measured_speeds()
+    assert set(measured) == {"sync", "async"} and set(measured["sync"]) == {1, 2}
+    assert all(sps > 100 for by_n in measured.values() for sps in by_n.values())  # Pong steps, not zeros
+    assert measured["sync"][2] == next(r["sps"] for r in saved["results"] if r["backend"] == "sync"
+                                      and r["num_envs"] == 2)  # fmt: skip
+    assert "recorded for backend='auto' on this machine" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--backends", "sync,gpu"], "--backends: unknown ['gpu']; choose from sync, async, envpool, ale."),
+        (["--num-envs", "1,abc"], "--num-envs '1,abc': give positive integers like 1,2,4,8, or auto."),
+        (["--seconds", "0"], "--seconds must be positive"),
+    ],
+)
+def test_envs_benchmark_bad_input_is_one_line(argv, message, script):
+    with pytest.raises(SystemExit) as err:
+        script("benchmark")(["envs", *argv])
+    assert message in str(err.value) and "\n" not in str(err.value)
