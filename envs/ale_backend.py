@@ -54,7 +54,6 @@ class AleVectorEnv(PoolVectorEnv):
         num_threads: int | None = None,
     ) -> None:
         self.rom, self.opts = rom_id(env_id), opts
-        self.stack = opts.stack
         self.since_reset = np.zeros(num_envs, np.int64)  # frames of the current game in each stack - 1
         self._seeded = False  # ale-py seeds from the OS until reset(seed): the first reset uses ours
         super().__init__(
@@ -104,9 +103,10 @@ class AleVectorEnv(PoolVectorEnv):
 
     def _obs(self, obs: np.ndarray, sl: slice, new_game: np.ndarray) -> np.ndarray:
         """Fill the zeros ale-py stacks at a reset with the game's first frame, as our protocol does."""
+        newest = self.opts.stack - 1  # index of the frame this step added
         since = self.since_reset[sl]  # a view: updated in place
-        since[:] = np.where(new_game, 0, np.minimum(since + 1, self.stack - 1))
-        for row in np.flatnonzero(since < self.stack - 1):
-            oldest = self.stack - 1 - since[row]  # index of the game's first frame in this stack
+        since[:] = np.where(new_game, 0, np.minimum(since + 1, newest))
+        for row in np.flatnonzero(since < newest):
+            oldest = newest - since[row]  # index of the game's first frame in this stack
             obs[row, :oldest] = obs[row, oldest]
         return obs

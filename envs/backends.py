@@ -19,12 +19,12 @@ import math
 import os
 import platform
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 from envs.envpool_backend import envpool_available
 
 Backend = Literal["auto", "gymnasium", "sync", "async", "envpool", "ale"]
-BACKENDS = ("auto", "gymnasium", "sync", "async", "envpool", "ale")
+BACKENDS: tuple[str, ...] = get_args(Backend)
 SPEEDS_ENV_VAR = "PIXELRL_ENV_SPEEDS"  # overrides where the measurements are kept (tests, shared homes)
 
 
@@ -121,8 +121,8 @@ def choose_backend(kind: str, num_envs: int, gym_only: bool = False, video: bool
     if counts:  # compare at the env count nearest to num_envs (log scale; ties: the larger)
         n = min(counts, key=lambda m: (abs(math.log2(m) - math.log2(num_envs)), -m))
         best = max(allowed, key=lambda b: measured[b][n])
-        why = f"fastest measured on this machine ({measured[best][n]:,.0f} steps/s with {n} envs)"
         top = measured[best][n]
+        why = f"fastest measured on this machine ({top:,.0f} steps/s with {n} envs)"
         faster = [b for b in installed if b not in allowed and measured.get(b, {}).get(n, 0) > top]
         if faster:  # say what the options cost, e.g. that filming rules out the ale backend
             cannot = "film" if video else "run these options"

@@ -57,13 +57,13 @@ def parse_train(argv: list[str], usage: str | None) -> tuple[agents.AgentSpec, R
         if preset is not None:
             raise SystemExit("error: --preset starts a new run; a resumed run keeps its saved config")
         return spec, *_parse_resume(spec, Path(resume), rest)
+    game = _option(rest, "--env") or RunConfig.env
     with one_line_errors("--env: "):
-        kind = envs.resolve(_option(rest, "--env") or RunConfig.env).kind
+        kind = envs.resolve(game).kind
     family = "atari" if kind == "atari" else "classic"
     if preset is not None and preset not in spec.presets:
         raise SystemExit(f"error: --preset {preset}: {spec.name} has presets {', '.join(spec.presets)}")
     if preset is not None and agents.preset_family(preset) != family:
-        game = _option(rest, "--env") or RunConfig.env
         fits = ", ".join(p for p in spec.presets if agents.preset_family(p) == family)
         raise SystemExit(f"error: --preset {preset} is for {agents.preset_family(preset)} games, not {game}; "
                          f"drop it or pick one of: {fits}")  # fmt: skip
