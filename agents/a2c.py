@@ -101,8 +101,8 @@ class A2C:
         """Sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
         return sample_actions(self.actor_critic, obs, self.generator)
 
-    def eval_act(self, obs: np.ndarray) -> np.ndarray:
-        """Greedy actions for evaluation."""
+    def eval_act(self, obs: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
+        """Greedy actions for evaluation (no memory: `first` is not needed)."""
         return greedy_actions(self.actor_critic, obs)
 
     def value(self, obs: np.ndarray) -> torch.Tensor:

@@ -188,7 +188,7 @@ class DQN:
         greedy = self._greedy_q(nets.to_device(obs, self.device)).argmax(-1).cpu().numpy()
         return np.where(explore, random_actions, greedy)
 
-    def eval_act(self, obs: np.ndarray) -> np.ndarray:
+    def eval_act(self, obs: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
         return self.act(obs, self.cfg.eval_epsilon)
 
     def learn(self, batch: Transitions) -> None:

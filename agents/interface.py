@@ -44,7 +44,10 @@ class Agent(Protocol):
     device: torch.device
     num_actions: int
 
-    def eval_act(self, obs: np.ndarray) -> np.ndarray: ...
+    def eval_act(self, obs: np.ndarray, first: np.ndarray | None = None) -> np.ndarray: ...
+
+    # `first` (N,) bool marks observations that start an episode (`envs.first_of_episode`): agents with
+    # memory reset their evaluation state there; None means every observation starts one.
 
     def update(self, batch: Any) -> dict[str, float]: ...
 

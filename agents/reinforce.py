@@ -142,7 +142,7 @@ class Reinforce:
         return self.env_actions[index], index
 
     @torch.inference_mode()
-    def eval_act(self, obs: np.ndarray) -> np.ndarray:
+    def eval_act(self, obs: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
         return self.env_actions[self.policy(nets.to_device(obs, self.device)).argmax(-1).cpu().numpy()]
 
     def update(self, b_batch: EpisodeBatch) -> dict[str, float]:

@@ -17,7 +17,14 @@ from nets.device import (
     to_device,
 )
 from nets.fit import History, accuracy, evaluate, fit
-from nets.heads import ActorCritic, BackboneWithHead, CategoricalPolicyHead, QHead, ValueHead
+from nets.heads import (
+    ActorCritic,
+    BackboneWithHead,
+    CategoricalPolicyHead,
+    QHead,
+    RecurrentActorCritic,
+    ValueHead,
+)
 from nets.inference import DeviceNet, InferenceCopy
 from nets.layers import orthogonal_, to_float
 from nets.losses import cross_entropy, entropy, get_loss, huber, mse
@@ -36,6 +43,7 @@ __all__ = [
     "LSTMCore",
     "NatureCNN",
     "QHead",
+    "RecurrentActorCritic",
     "ValueHead",
     "accuracy",
     "autocast",

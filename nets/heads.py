@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from nets.backbones import backbone_for
+from nets.backbones import LSTMCore, backbone_for
 from nets.layers import orthogonal_
 
 
@@ -77,6 +77,39 @@ class ActorCritic(nn.Module):
         features, _ = self.actor_body(obs)
         critic_features = features if self.critic_body is None else self.critic_body(obs)[0]
         return self.policy(features).float(), self.value(critic_features).float()
+
+
+class RecurrentActorCritic(nn.Module):
+    """Policy logits and state value from one LSTM over an encoder (the Nature CNN for pixels, a ReLU MLP
+    of `hidden` widths for vectors), as CleanRL's ppo_atari_lstm: a single observation per step, so the
+    LSTM is what remembers. The state is passed in and out as tensors (h, c), each (1, B, lstm_hidden),
+    so that `nets.DeviceNet` can run it like any other network."""
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        hidden: Sequence[int] = (64,),
+        lstm_hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        self.core = LSTMCore(backbone_for(obs_shape, hidden), lstm_hidden)
+        self.policy = CategoricalPolicyHead(lstm_hidden, num_actions)
+        self.value = ValueHead(lstm_hidden)
+
+    def initial_state(
+        self, batch: int, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.core.initial_state(batch, device)
+
+    def forward(
+        self, obs: torch.Tensor, h: torch.Tensor, c: torch.Tensor, first: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """obs (T, B, ...) with `first` (T, B) bool, or one step (B, ...) with `first` (B,): the state is
+        zeroed before each step whose observation starts an episode. Returns (logits (.., A), values (..),
+        h, c), float32 also under bfloat16 autocast."""
+        features, (h, c) = self.core(obs, (h, c), first)
+        return self.policy(features).float(), self.value(features).float(), h.float(), c.float()
 
 
 class BackboneWithHead(nn.Module):

@@ -43,7 +43,7 @@ class RandomAgent:
     def __init__(self, num_actions: int, seed: int = 0) -> None:
         self.num_actions, self.rng = num_actions, np.random.default_rng(seed)
 
-    def eval_act(self, obs: np.ndarray) -> np.ndarray:
+    def eval_act(self, obs: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
         return self.rng.integers(0, self.num_actions, len(obs))
 
 
@@ -86,12 +86,13 @@ def play_games(
     if video_dir is not None and envs.resolve(game).kind == "atari":
         options |= {"video_dir": str(video_dir), "video_every": 1}
     env = envs.make(game, num_envs, seed=seed + EVAL_SEED_OFFSET, mode="eval", **options)  # env 0 films
-    obs, _ = env.reset()
+    obs, info = env.reset()
     games: list[dict[str, float]] = []
     done_count = np.zeros(num_envs, dtype=int)
     with nets.num_threads(1):
         while (done_count < quota).any():
-            obs, _, _, _, info = env.step(agent.eval_act(obs))
+            # The first-of-episode flags let agents with memory start each game from a fresh state.
+            obs, _, _, _, info = env.step(agent.eval_act(obs, envs.first_of_episode(info)))
             for i, score, length in envs.finished_episodes(info):
                 if done_count[i] < quota[i]:
                     games.append({"env": i, "score": score, "length": length})

@@ -47,6 +47,9 @@ class RunConfig:
     sticky: float | None = None
     """Atari sticky-action probability for training and evaluation (default: the protocol's, Machado et al.
     2018, see envs.AtariOptions; 0.0 is the NoFrameskip-v4 setting behind most published PPO/DQN curves)."""
+    flicker: float | None = None
+    """Atari: blank each observed frame with this probability, in training and evaluation alike (flickering
+    Pong, the partially observed game of Hausknecht & Stone 2015: p = 0.5). Runs on the gymnasium backends."""
     eval_every: int | None = None
     """Frames between evaluations (default: 10 evaluations per run)."""
     eval_episodes: int = 5
@@ -69,7 +72,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         check_config(self, positive=("eval_episodes", "eval_every", "checkpoint_minutes", "log_every"),
-                     non_negative=("seed", "video_every"), unit=("sticky",))  # fmt: skip
+                     non_negative=("seed", "video_every"), unit=("sticky", "flicker"))  # fmt: skip
 
 
 # What a resume may change besides the agent's own `resumable` fields: how the run is logged and where it
@@ -109,10 +112,13 @@ class Trainer:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.run_dir = Path(run.run_dir or f"runs/{spec.name}-{self.game.name}-s{run.seed}-{stamp}")
         self.env_options = spec.env_options(cfg, self.game.kind)
-        if run.sticky is not None:  # recorded with the run, so evaluate.py and watch.py play the same game
-            if self.game.kind != "atari":
-                raise ValueError(f"--sticky applies to Atari games, not {run.env}; drop it")
-            self.env_options = self.env_options | {"sticky": run.sticky}
+        # Protocol options, recorded with the run so that evaluate.py and watch.py play the same game.
+        for name in ("sticky", "flicker"):
+            value = getattr(run, name)
+            if value is not None:
+                if self.game.kind != "atari":
+                    raise ValueError(f"--{name} applies to Atari games, not {run.env}; drop it")
+                self.env_options = self.env_options | {name: value}
         if run.backend == "ale" and self.game.kind == "atari" and run.video_every != 0:
             raise ValueError("--backend ale cannot record training videos (ale-py's vector env has no "
                              "screen); add --video-every 0, or use --backend auto")  # fmt: skip

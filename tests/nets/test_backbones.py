@@ -92,6 +92,22 @@ def test_lstm_single_steps_match_a_sequence():
         torch.testing.assert_close(step_out, whole[t])
 
 
+def test_lstm_spans_between_episode_starts_match_stepping_one_by_one():
+    # The fused spans must give what single steps give, with resets at t=0, mid-sequence and at the end.
+    torch.manual_seed(1)
+    core = LSTMCore(MLP((5,), hidden=(8,)), hidden_size=4)
+    seq, done = torch.randn(7, 3, 5), torch.zeros(7, 3, dtype=torch.bool)
+    done[0, 1] = done[2, 0] = done[2, 2] = done[5, 1] = done[6, 0] = True
+    state = (torch.randn(1, 3, 4), torch.randn(1, 3, 4))
+    whole, (h, c) = core(seq, state, done)
+    step_state = state
+    for t in range(7):
+        step_out, step_state = core(seq[t], step_state, done[t])
+        torch.testing.assert_close(step_out, whole[t])
+    torch.testing.assert_close(h, step_state[0])
+    torch.testing.assert_close(c, step_state[1])
+
+
 def test_dueling_head_keeps_mean_advantage_at_the_value():
     head = QHead(8, A, dueling=True)
     feats = torch.randn(5, 8)

@@ -181,6 +181,8 @@ def _safe_rows(run_dir):
         ([], "name an agent first"),
         (["ppo", "--env", "Pong", "--sticky", "1.5"], "--sticky must be in [0, 1], got 1.5"),
         (["ppo", "--env", "CartPole-v1", "--sticky", "0"], "--sticky applies to Atari games"),
+        (["ppo", "--env", "CartPole-v1", "--flicker", "0.5"], "--flicker applies to Atari games"),
+        (["ppo", "--env", "Pong", "--flicker", "2"], "--flicker must be in [0, 1], got 2"),
         (["ppo", "--env", "Pong", "--backend", "ale"], "--backend ale cannot record training videos"),
         (["ppo", "--env", "Pong", "--preset", "big"], "--preset big: ppo has presets atari, classic, "),
     ],
