@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 
-from agents import a2c, dqn, ppo, reinforce
+from agents import a2c, dqn, ppo, ppo_lstm, reinforce
 from agents.interface import (
     Agent,
     AgentConfig,
@@ -17,7 +17,9 @@ from agents.interface import (
     resolve_precision,
 )
 
-AGENTS: dict[str, AgentSpec] = {spec.name: spec for spec in (dqn.SPEC, reinforce.SPEC, a2c.SPEC, ppo.SPEC)}
+AGENTS: dict[str, AgentSpec] = {
+    spec.name: spec for spec in (dqn.SPEC, reinforce.SPEC, a2c.SPEC, ppo.SPEC, ppo_lstm.SPEC)
+}
 
 
 def get_agent(name: str) -> AgentSpec:

@@ -28,6 +28,14 @@ def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.index_select(0, index)
 
 
+def take_columns(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`x[:, index]` for (T, N, ...) rollout fields: whole env sequences, e.g. a recurrent minibatch. Image
+    rows stored channels-last, (T, N, C, H, W) over (T, N, H, W, C) memory, stay channels-last."""
+    if x.ndim == 5 and x.permute(0, 1, 3, 4, 2).is_contiguous():
+        return x.permute(0, 1, 3, 4, 2).index_select(1, index).permute(0, 1, 4, 2, 3)
+    return x.index_select(1, index)
+
+
 def num_discrete_actions(env: gym.vector.VectorEnv, agent: str) -> int:
     """The env's action count, or a clear error when its actions are not discrete."""
     space = env.single_action_space

@@ -124,6 +124,41 @@ def clipped_surrogate(
     return torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip))
 
 
+def ppo_loss(
+    cfg: Config,
+    clip: float,
+    logits: torch.Tensor,  # (B, A) of the network being trained
+    values: torch.Tensor,  # (B,)
+    mb_batch: PolicyBatch,  # the same B rows as collected (its obs is not read)
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The PPO loss of a minibatch, with its statistics (detached): policy, value and entropy terms, the
+    approximate KL and the fraction of clipped ratios."""
+    log_probs = torch.log_softmax(logits, -1)
+    new_logprobs = log_probs.gather(1, mb_batch.actions[:, None]).squeeze(1)
+    log_ratio = new_logprobs - mb_batch.logprobs
+    ratio = log_ratio.exp()
+    adv = mb_batch.advantages
+    if cfg.norm_adv:
+        mean = adv.mean()
+        std = ((adv - mean) ** 2).mean().sqrt()
+        adv = (adv - mean) / (std + 1e-8)
+    policy_loss = clipped_surrogate(adv, ratio, clip).mean()
+    old_values, returns = mb_batch.values, mb_batch.returns
+    if cfg.clip_value:
+        clipped = old_values + (values - old_values).clamp(-clip, clip)
+        value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2).mean()
+    else:
+        value_loss = 0.5 * ((values - returns) ** 2).mean()
+    entropy_mean = nets.entropy(logits)
+    loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+    with torch.no_grad():  # Schulman's unbiased low-variance KL estimator, (r - 1) - log r
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clipfrac = ((ratio - 1).abs() > clip).float().mean()
+    stats = {"policy": policy_loss, "value": value_loss, "entropy": entropy_mean, "approx_kl": approx_kl,
+             "clipfrac": clipfrac}  # fmt: skip
+    return loss, {k: v.detach() for k, v in stats.items()}
+
+
 class PPO:
     def __init__(
         self, cfg: Config, obs_space: gym.Space, num_actions: int, device: str = "auto", seed: int = 0
@@ -168,40 +203,13 @@ class PPO:
         return {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
 
     def _minibatch_step(self, mb_batch: PolicyBatch) -> dict[str, float]:
-        cfg, clip = self.cfg, self.clip
         logits, values = self.actor_critic(mb_batch.obs)
-        log_probs = torch.log_softmax(logits, -1)
-        new_logprobs = log_probs.gather(1, mb_batch.actions[:, None]).squeeze(1)
-        log_ratio = new_logprobs - mb_batch.logprobs
-        ratio = log_ratio.exp()
-        adv = mb_batch.advantages
-        if cfg.norm_adv:
-            mean = adv.mean()
-            std = ((adv - mean) ** 2).mean().sqrt()
-            adv = (adv - mean) / (std + 1e-8)
-        policy_loss = clipped_surrogate(adv, ratio, clip).mean()
-        old_values, returns = mb_batch.values, mb_batch.returns
-        if cfg.clip_value:
-            clipped = old_values + (values - old_values).clamp(-clip, clip)
-            value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped - returns) ** 2).mean()
-        else:
-            value_loss = 0.5 * ((values - returns) ** 2).mean()
-        entropy_mean = nets.entropy(logits)
-        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy_mean
+        loss, stats = ppo_loss(self.cfg, self.clip, logits, values, mb_batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
-        with torch.no_grad():  # Schulman's unbiased low-variance KL estimator, (r - 1) - log r
-            approx_kl = ((ratio - 1) - log_ratio).mean().item()
-            clipfrac = ((ratio - 1).abs() > clip).float().mean().item()
-        return {
-            "policy": policy_loss.item(),
-            "value": value_loss.item(),
-            "entropy": entropy_mean.item(),
-            "approx_kl": approx_kl,
-            "clipfrac": clipfrac,
-        }
+        return {k: v.item() for k, v in stats.items()}
 
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}

@@ -59,6 +59,7 @@ class Rollout:
     terminated: torch.Tensor  # (T, N) bool
     episode_ends: torch.Tensor  # (T, N) bool: terminated or truncated
     firsts: torch.Tensor  # (T + 1, N) bool: obs row t is the first of its episode; row T, the next obs
+    initial_state: tuple[torch.Tensor, ...] = ()  # recurrent agents: their state before row 0, e.g. (h, c)
 
     def policy_batch(self, advantages: torch.Tensor, returns: torch.Tensor) -> PolicyBatch:
         """The real transitions as b_ rows (row t of env n is flat row t*N + n): the rows whose next
@@ -77,9 +78,14 @@ def sample_actions(
 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """An actor-critic's sampled actions (N,), their log-probabilities (N,) and the values (N,)."""
     logits, values = net.infer(obs)
+    return *sample_from_logits(logits, generator), values
+
+
+def sample_from_logits(logits: torch.Tensor, generator: torch.Generator) -> tuple[np.ndarray, torch.Tensor]:
+    """Actions (N,) drawn from a categorical policy's logits (N, A), and their log-probabilities (N,)."""
     actions = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
     logprobs = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
-    return actions.cpu().numpy(), logprobs, values
+    return actions.cpu().numpy(), logprobs
 
 
 @torch.inference_mode()
@@ -102,12 +108,24 @@ class RolloutCollector:
     the others' emulators run: act for group g and send its actions, then receive group g + 1, the group
     sent longest ago. Every env still sees the current policy at every step, so the envs play what they
     would play stepped all at once; only the order of the random draws differs.
+
+    `recurrent=True` is for agents with memory (agents/ppo_lstm.py): they carry one state per env in
+    `agent.state`, `act(obs, first, envs)` and `value(obs, first)` get the first-of-episode flags of the
+    observations (and which envs they are), so that the state is reset exactly where an episode starts,
+    and the rollout keeps a copy of the state before its first row (`Rollout.initial_state`).
     """
 
     def __init__(
-        self, env: gym.vector.VectorEnv, num_steps: int, device: torch.device, seed: int = 0
+        self,
+        env: gym.vector.VectorEnv,
+        num_steps: int,
+        device: torch.device,
+        seed: int = 0,
+        *,
+        recurrent: bool = False,
     ) -> None:
         self.env, self.T, self.N, self.device = env, num_steps, env.num_envs, device
+        self.recurrent = recurrent
         space = env.single_observation_space
         obs_dtype = torch.from_numpy(np.zeros(0, space.dtype)).dtype
         # Images are kept channels-last, the layout the convolutions read: the envs' (N, C, H, W) frames
@@ -156,6 +174,7 @@ class RolloutCollector:
     def collect(self, agent: Any, global_step: int) -> Generator[tuple[int, Rows], None, Rollout]:
         """Yields (global_step, finished-game rows) as each group's step arrives; returns the Rollout."""
         T, N, dev, groups = self.T, self.N, self.device, self.groups
+        initial_state = tuple(x.clone() for x in agent.state) if self.recurrent else ()
         logprobs, values = torch.zeros((T, N), device=dev), torch.zeros((T, N), device=dev)
         # Small per-step fields go to numpy (a slice write costs 0.3 us there, 3 us in torch) and to the
         # device once per rollout.
@@ -177,7 +196,10 @@ class RolloutCollector:
             for g, sl in enumerate(groups):
                 with self._threads():
                     obs = self.obs[sl]  # a view: `act` reads it before the next observations arrive
-                    actions, logprobs[t, sl], values[t, sl] = agent.act(obs)
+                    if self.recurrent:
+                        actions, logprobs[t, sl], values[t, sl] = agent.act(obs, self.first[sl], sl)
+                    else:
+                        actions, logprobs[t, sl], values[t, sl] = agent.act(obs)
                     self.obs_buf[t, sl] = obs
                     actions_buf[t, sl], firsts[t, sl] = actions, self.first[sl]
                     self._send(g, actions)
@@ -192,6 +214,7 @@ class RolloutCollector:
             global_step += groups[group].stop - groups[group].start
             yield global_step, rows
         firsts[T] = self.first
-        next_values = torch.cat([values[1:], agent.value(self.obs)[None]])
+        last = agent.value(self.obs, self.first) if self.recurrent else agent.value(self.obs)
+        next_values = torch.cat([values[1:], last[None]])
         return Rollout(self.obs_buf, *(to_device(a, dev) for a in (actions_buf, logprobs, values, next_values,
-                       rewards, terminated, ends, firsts)))  # fmt: skip
+                       rewards, terminated, ends, firsts)), initial_state=initial_state)  # fmt: skip

@@ -25,6 +25,7 @@ from envs.backends import (
 )
 from envs.envpool_backend import envpool_available
 from envs.factory import (
+    alias_options,
     backend_of,
     emulator_threads_per_group,
     finished_episodes,
@@ -39,6 +40,7 @@ from envs.factory import (
 )
 
 __all__ = [
+    "alias_options",
     "BACKENDS",
     "Backend",
     "AtariOptions",

@@ -89,10 +89,15 @@ def _hide_velocity(env: gym.Env) -> gym.Env:
     )
 
 
+def alias_options(game: str) -> dict[str, Any]:
+    """The options a game alias stands for ("CartPole-NoVel" -> {"hide_velocity": True}; {} for a plain
+    name), so that a run can record them beside the game's id."""
+    return dict({_key(alias): opts for alias, (_, opts) in ALIASES.items()}.get(_key(game), {}))
+
+
 def _classic_options(game: str, spec: GameSpec, options: dict[str, Any]) -> bool:
     """Classic control takes one option, hide_velocity (CartPole only). Returns it."""
-    aliases = {_key(alias): opts for alias, (_, opts) in ALIASES.items()}
-    options = {**aliases.get(_key(game), {}), **options}
+    options = {**alias_options(game), **options}
     unknown = sorted(set(options) - {"hide_velocity"})
     if unknown:
         raise ValueError(f"unknown classic-control option(s) {unknown}; the only valid one is hide_velocity.")

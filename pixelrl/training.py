@@ -111,7 +111,9 @@ class Trainer:
         self.cfg = cfg = agents.resolve_precision(cfg, device)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.run_dir = Path(run.run_dir or f"runs/{spec.name}-{self.game.name}-s{run.seed}-{stamp}")
-        self.env_options = spec.env_options(cfg, self.game.kind)
+        # The game's id and these options rebuild its env: an alias's options (CartPole-NoVel's hidden
+        # velocities) are recorded too.
+        self.env_options = envs.alias_options(run.env) | spec.env_options(cfg, self.game.kind)
         # Protocol options, recorded with the run so that evaluate.py and watch.py play the same game.
         for name in ("sticky", "flicker"):
             value = getattr(run, name)
