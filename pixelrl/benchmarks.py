@@ -24,7 +24,7 @@ from agents.common import ConfigError, check_config
 from pixelrl import throughput
 from pixelrl.logger import read_jsonl
 from pixelrl.measure import machine, measure_env_sps, torch_version
-from pixelrl.plots import plot_env_sps, plot_precision, plot_throughput
+from pixelrl.plots import plot_env_sps, plot_memory, plot_precision, plot_throughput
 from pixelrl.training import RunConfig, Trainer
 
 
@@ -255,18 +255,9 @@ def bench_precision(opts: Precision, command: str, progress: Callable[[str], Non
     results = []
     for seed in range(opts.seeds):
         for precision in ("bf16", "fp32"):
-            run_dir = runs_root / f"{precision}-s{seed}"
-            run = RunConfig(env=opts.env, seed=seed, run_dir=run_dir, wandb="off", device=opts.device,
-                            eval_episodes=10, video_every=0, progress=False)  # fmt: skip
             cfg = dataclasses.replace(spec.presets[kind], frames=opts.frames, precision=precision)
-            summary = Trainer(spec, run, cfg).main()
-            rows = read_jsonl(run_dir / "metrics.jsonl")
-            results.append({
-                "seed": seed, "precision": precision,
-                "final_eval_mean": summary["final_eval_mean"], "sps": summary["sps"],
-                "games": [(r["frames"], r["episode_return"]) for r in rows if "episode_return" in r],
-                "evals": [(r["frames"], r["eval/mean_return"]) for r in rows if "eval/mean_return" in r],
-            })  # fmt: skip
+            run = _train(spec, cfg, opts.env, seed, runs_root / f"{precision}-s{seed}", opts.device)
+            results.append({"seed": seed, "precision": precision, **run})
     name = f"precision_{opts.agent}_{opts.env.replace('/', '_').lower()}"
     opts.out.mkdir(parents=True, exist_ok=True)
     report = {"command": command, **machine(), "runs": results}
@@ -277,4 +268,98 @@ def bench_precision(opts: Precision, command: str, progress: Callable[[str], Non
         speeds = [r["sps"] for r in results if r["precision"] == precision]
         progress(f"{precision}: final evaluation per seed {finals}, mean steps/s {np.mean(speeds):.0f}")
     progress(f"wrote {opts.out}/{name}.{{json,png}}")
+    return report
+
+
+def _train(spec: agents.AgentSpec, cfg: object, env: str, seed: int, run_dir: Path, device: str) -> dict:
+    """One run through the run layer's Trainer (10 evaluation games, no videos, no W&B): its final
+    evaluation, steps/s and curves (training games and evaluations, by frames)."""
+    run = RunConfig(env=env, seed=seed, run_dir=run_dir, wandb="off", device=device, eval_episodes=10,
+                    video_every=0, progress=False)  # fmt: skip
+    summary = Trainer(spec, run, cfg).main()
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    return {
+        "final_eval_mean": summary["final_eval_mean"], "sps": summary["sps"],
+        "wall_seconds": summary["wall_seconds"], "frames": summary["frames"],
+        "games": [(r["frames"], r["episode_return"]) for r in rows if "episode_return" in r],
+        "evals": [(r["frames"], r["eval/mean_return"]) for r in rows if "eval/mean_return" in r],
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Agents with memory against their feed-forward twins on a partially observed game (CartPole with
+    its velocities hidden by default): recurrent PPO vs PPO and DRQN vs DQN, each pair at the recurrent
+    agent's classic budget, on the same seeds; writes <out>/memory_<env>.{json,md,png}. About 15 minutes
+    on 2 cores."""
+
+    env: str = "CartPole-NoVel"
+    agents: str = "ppo-lstm,ppo,drqn,dqn"
+    """Comma-separated agents; a feed-forward agent gets the budget of its recurrent twin when both run."""
+    seeds: int = 3
+    frames: int | None = None
+    """Budget of every run (default: each recurrent agent's classic preset, for it and its twin)."""
+    target: float = 450.0
+    """The return a run must reach at its final evaluation to count as solved."""
+    runs: Path = Path("runs")
+    """Where the run directories go."""
+    device: str = "auto"
+    out: Path = Path("docs")
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("seeds", "frames"))
+        for name in self.agents.split(","):
+            agents.get_agent(name)  # an unknown name: one line listing the valid ones
+        if envs.resolve(self.env).kind != "classic":
+            raise ConfigError(f"--env {self.env}: the memory benchmark runs classic-control games")
+
+
+TWINS = {"ppo": "ppo-lstm", "dqn": "drqn"}  # feed-forward agent -> its recurrent version
+
+
+def bench_memory(opts: Memory, command: str, progress: Callable[[str], None] = print) -> dict:
+    """Train each agent on `opts.seeds` seeds at its budget; report finals side by side."""
+    names = opts.agents.split(",")
+    budgets = {name: agents.get_agent(name).presets["classic"].frames for name in names}
+    for plain, recurrent in TWINS.items():
+        if plain in budgets and recurrent in budgets:
+            budgets[plain] = budgets[recurrent]
+    if opts.frames is not None:
+        budgets = dict.fromkeys(names, opts.frames)
+    results = []
+    for name in names:
+        spec = agents.get_agent(name)
+        cfg = dataclasses.replace(spec.presets["classic"], frames=budgets[name])
+        for seed in range(opts.seeds):
+            run_dir = opts.runs / f"memory-{opts.env}" / f"{name}-s{seed}"
+            run = _train(spec, cfg, opts.env, seed, run_dir, opts.device)
+            results.append({"agent": name, "seed": seed, **run})
+            progress(f"{name} seed {seed}: final evaluation {run['final_eval_mean']:.1f} after "
+                     f"{run['frames']:,} steps, {run['wall_seconds']:.0f} s")  # fmt: skip
+    cpu = machine()["cpu_model"]
+    lines = [f"# Memory on {opts.env}", "", f"`{command}` on {cpu}, {os.cpu_count()} cores: "
+             f"final evaluation (mean of 10 greedy games) per seed, the budget in agent steps, and how many "
+             f"seeds reached {opts.target:g}.", "",
+             "| agent | steps | final evaluation per seed | mean | seeds >= target | steps/s (median) |",
+             "|---|---:|---|---:|---:|---:|"]  # fmt: skip
+    table = {}
+    for name in names:
+        mine = [r for r in results if r["agent"] == name]
+        finals = [r["final_eval_mean"] for r in mine]
+        solved = sum(f >= opts.target for f in finals)
+        sps = float(np.median([r["sps"] for r in mine]))
+        table[name] = {"frames": budgets[name], "finals": finals, "mean": float(np.mean(finals)),
+                       "solved": solved, "sps_median": sps}  # fmt: skip
+        cells = ", ".join(f"{f:.1f}" for f in finals)
+        lines.append(f"| {name} | {budgets[name]:,} | {cells} | {np.mean(finals):.1f} | "
+                     f"{solved}/{len(finals)} | {sps:.0f} |")  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    progress(text)
+    name = f"memory_{opts.env.lower()}"
+    opts.out.mkdir(parents=True, exist_ok=True)
+    report = {"command": command, **machine(), "target": opts.target, "table": table, "runs": results}
+    (opts.out / f"{name}.json").write_text(json.dumps(report) + "\n")
+    (opts.out / f"{name}.md").write_text(text)
+    plot_memory(results, opts.out / f"{name}.png", f"Memory on {opts.env}: training games by agent")
+    progress(f"wrote {opts.out}/{name}.{{json,md,png}}")
     return report

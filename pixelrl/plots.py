@@ -144,3 +144,12 @@ def plot_precision(results: list[dict], path: Path, title: str) -> None:
     runs = [{"label": r["precision"] if r["seed"] == 0 else None, "games": r["games"],
              "color": colours[r["precision"]]} for r in results]  # fmt: skip
     plot_runs(runs, path, title, window=None)
+
+
+def plot_memory(results: list[dict], path: Path, title: str) -> None:
+    """Training games of each agent's runs, one colour per agent (recurrent solid, feed-forward dashed)."""
+    names = list(dict.fromkeys(r["agent"] for r in results))
+    colours = dict(zip(names, plt.get_cmap("tab10").colors, strict=False))
+    runs = [{"label": r["agent"] if r["seed"] == 0 else None, "games": r["games"],
+             "color": colours[r["agent"]]} for r in results]  # fmt: skip
+    plot_runs(runs, path, title, window=20)

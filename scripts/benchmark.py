@@ -4,6 +4,7 @@
     python scripts/benchmark.py throughput [--ppo-steps 4096] [--dqn-steps 2000] [--repeats 3]
     python scripts/benchmark.py levers [--device auto]
     python scripts/benchmark.py precision [--agent ppo] [--env CartPole-v1] [--frames 100000] [--seeds 3]
+    python scripts/benchmark.py memory [--env CartPole-NoVel] [--agents ppo-lstm,ppo,drqn,dqn] [--seeds 3]
 
 Each prints its figures and writes them under --out (docs by default) as JSON, markdown and a plot;
 `python scripts/benchmark.py SUBCOMMAND --help` says what it measures.
@@ -24,12 +25,14 @@ Subcommand = (
     | Annotated[benchmarks.Throughput, tyro.conf.subcommand("throughput")]
     | Annotated[benchmarks.Levers, tyro.conf.subcommand("levers")]
     | Annotated[benchmarks.Precision, tyro.conf.subcommand("precision")]
+    | Annotated[benchmarks.Memory, tyro.conf.subcommand("memory")]
 )
 RUN = {
     benchmarks.Envs: benchmarks.bench_envs,
     benchmarks.Throughput: benchmarks.bench_throughput,
     benchmarks.Levers: benchmarks.bench_levers,
     benchmarks.Precision: benchmarks.bench_precision,
+    benchmarks.Memory: benchmarks.bench_memory,
 }
 
 
