@@ -131,7 +131,9 @@ class Config:
 PRESETS = {
     # R2D2's shape at a single machine's size; not yet measured on Atari.
     "atari": Config(),
-    # CartPole-NoVel (velocities hidden): tuned on 3 seeds against DQN's classic preset, see the report.
+    # CartPole-NoVel (velocities hidden), 100k steps, final evaluation (5 games) on seeds 0/1/2: 500 / 444.6 /
+    # 254.8, against 48.2 / 35.8 / 42.0 for DQN's classic preset at the same budget (~2.5-3 min per run on
+    # the 2-core CPU). A 100k buffer with target syncs every 2k steps gave 300.8 / 184.8 / 500.
     "classic": Config(
         frames=100_000, num_envs=1, buffer_size=50_000, batch_size=32, lr=1e-3, adam_eps=1e-8,
         learning_starts=2_000, train_every=8, target_update_every=1_000, eps_end=0.02, eps_decay_steps=20_000,
