@@ -301,13 +301,20 @@ class Memory:
     """Budget of every run (default: each recurrent agent's classic preset, for it and its twin)."""
     target: float = 450.0
     """The return a run must reach at its final evaluation to count as solved."""
+    speed_steps: int = 4096
+    """Agent steps per timing of the speed comparison on Pong (recurrent PPO vs PPO, and SB3-contrib's
+    RecurrentPPO vs SB3's PPO where installed; pixelrl/throughput.py); 0 skips it."""
+    speed_repeats: int = 3
+    """Interleaved timings per contender."""
+    sb3: bool = True
+    """Time SB3's PPO and SB3-contrib's RecurrentPPO beside ours."""
     runs: Path = Path("runs")
     """Where the run directories go."""
     device: str = "auto"
     out: Path = Path("docs")
 
     def __post_init__(self) -> None:
-        check_config(self, positive=("seeds", "frames"))
+        check_config(self, positive=("seeds", "frames", "speed_repeats"), non_negative=("speed_steps",))
         for name in self.agents.split(","):
             agents.get_agent(name)  # an unknown name: one line listing the valid ones
         if envs.resolve(self.env).kind != "classic":
@@ -353,13 +360,36 @@ def bench_memory(opts: Memory, command: str, progress: Callable[[str], None] = p
         cells = ", ".join(f"{f:.1f}" for f in finals)
         lines.append(f"| {name} | {budgets[name]:,} | {cells} | {np.mean(finals):.1f} | "
                      f"{solved}/{len(finals)} | {sps:.0f} |")  # fmt: skip
+    speed = []
+    if opts.speed_steps:
+        speed = throughput.memory_speed(steps=opts.speed_steps, repeats=opts.speed_repeats,
+                                        device=opts.device, sb3=opts.sb3, progress=progress)  # fmt: skip
+        lines += _speed_table(speed, opts)
     text = "\n".join(lines) + "\n"
     progress(text)
     name = f"memory_{opts.env.lower()}"
     opts.out.mkdir(parents=True, exist_ok=True)
-    report = {"command": command, **machine(), "target": opts.target, "table": table, "runs": results}
+    report = {"command": command, **machine(), "target": opts.target, "table": table, "runs": results,
+              "speed": speed}  # fmt: skip
     (opts.out / f"{name}.json").write_text(json.dumps(report) + "\n")
     (opts.out / f"{name}.md").write_text(text)
     plot_memory(results, opts.out / f"{name}.png", f"Memory on {opts.env}: training games by agent")
     progress(f"wrote {opts.out}/{name}.{{json,md,png}}")
     return report
+
+
+def _speed_table(speed: list[dict], opts: Memory) -> list[str]:
+    """Markdown lines for the memory benchmark's speed rows; adds each row's ratio to its library's PPO."""
+    lines = ["", f"Speed on {throughput.GAME}: agent steps/s of training (acting and updates), "
+             f"{opts.speed_steps:,} steps per timing, {opts.speed_repeats} timings interleaved; PPO on 4 "
+             "stacked frames, the recurrent agents on single frames, otherwise the same settings.", "",
+             "| contender | steps/s median (min-max) | vs its library's PPO |",
+             "|---|---:|---:|"]  # fmt: skip
+    medians = {row["who"]: row["sps_median"] for row in speed}
+    for row in speed:
+        base = medians.get("pixelrl ppo" if row["who"].startswith("pixelrl") else "sb3 PPO")
+        row["vs_ppo"] = row["sps_median"] / base if base else None
+        ratio = f"{row['vs_ppo']:.2f}x" if base else "–"
+        spread = f"{row['sps_min']:.0f}-{row['sps_max']:.0f}"
+        lines.append(f"| {row['who']} | {row['sps_median']:.0f} ({spread}) | {ratio} |")
+    return lines

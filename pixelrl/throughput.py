@@ -32,14 +32,14 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 import envs
 import nets
-from agents import dqn, ppo
+from agents import dqn, ppo, ppo_lstm
 from pixelrl.measure import measure_env_sps, network_seconds, serial_ceiling
 
 if TYPE_CHECKING:
@@ -60,10 +60,12 @@ NUM_ACTIONS = 6  # Pong's minimal action set, for the network-only ceilings
 Runner = Callable[[int], float]
 
 
-def ours_ppo(cfg: ppo.Config, device: str, seed: int = 0) -> tuple[Runner, dict]:
-    env = envs.make(GAME, cfg.num_envs, seed=seed, groups=cfg.env_groups)
-    agent = ppo.make_agent(cfg, env, device, seed)
-    loop = ppo.train(cfg, env, agent, total_steps=10**12, seed=seed)
+def ours_ppo(cfg: ppo.Config, device: str, seed: int = 0, agent_module: Any = ppo) -> tuple[Runner, dict]:
+    """Our PPO, or another on-policy agent with PPO's loop and Config (`agent_module=ppo_lstm`)."""
+    options = agent_module.SPEC.env_options(cfg, "atari")
+    env = envs.make(GAME, cfg.num_envs, seed=seed, groups=cfg.env_groups, **options)
+    agent = agent_module.make_agent(cfg, env, device, seed)
+    loop = agent_module.train(cfg, env, agent, total_steps=10**12, seed=seed)
     state = {"step": 0}
 
     def advance(steps: int) -> None:  # whole rollouts: stop right after the update that reaches `steps`
@@ -101,7 +103,7 @@ def ours_dqn(cfg: dqn.Config, device: str, seed: int = 0) -> tuple[Runner, dict]
     return _timed(advance_and_count), info
 
 
-def _sb3_env(num_envs: int, seed: int) -> VecEnv:
+def _sb3_env(num_envs: int, seed: int, frame_stack: int = 4) -> VecEnv:
     import ale_py
     import gymnasium as gym
     from stable_baselines3.common.env_util import make_atari_env
@@ -119,7 +121,7 @@ def _sb3_env(num_envs: int, seed: int) -> VecEnv:
             "full_action_space": False,
         },
     )
-    return VecFrameStack(env, n_stack=4)
+    return VecFrameStack(env, n_stack=frame_stack) if frame_stack > 1 else env
 
 
 def sb3_ppo(cfg: ppo.Config, device: str, seed: int = 0) -> tuple[Runner, dict]:
@@ -131,6 +133,26 @@ def sb3_ppo(cfg: ppo.Config, device: str, seed: int = 0) -> tuple[Runner, dict]:
         learning_rate=cfg.lr, clip_range=cfg.clip, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
         gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, max_grad_norm=cfg.max_grad_norm, device=device,
         seed=seed, verbose=0,
+    )  # fmt: skip
+
+    def advance(steps: int) -> None:
+        model.learn(steps, reset_num_timesteps=False)
+
+    advance(cfg.num_envs * cfg.num_steps)
+    return _timed(advance), {}
+
+
+def sb3_recurrent_ppo(cfg: ppo_lstm.Config, device: str, seed: int = 0) -> tuple[Runner, dict]:
+    """SB3-contrib's RecurrentPPO on single frames, one LSTM shared by actor and critic, as ours."""
+    from sb3_contrib import RecurrentPPO
+
+    model = RecurrentPPO(
+        "CnnLstmPolicy", _sb3_env(cfg.num_envs, seed, frame_stack=1), n_steps=cfg.num_steps,
+        batch_size=cfg.num_envs * cfg.num_steps // cfg.minibatches, n_epochs=cfg.epochs,
+        learning_rate=cfg.lr, clip_range=cfg.clip, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
+        gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, max_grad_norm=cfg.max_grad_norm, device=device,
+        seed=seed, verbose=0,
+        policy_kwargs={"lstm_hidden_size": cfg.lstm_hidden, "shared_lstm": True, "enable_critic_lstm": False},
     )  # fmt: skip
 
     def advance(steps: int) -> None:
@@ -298,6 +320,44 @@ def run(
         "rows": rows,
         "ceilings": [{"algo": a, "precision": p, **v} for (a, p), v in ceilings.items()],
     }
+
+
+# --- memory: recurrent PPO against PPO -----------------------------------------------------------------
+
+# As PPO_CFG: SB3's value loss, so that the SB3 pair runs the same settings.
+PPO_LSTM_CFG = ppo_lstm.Config(clip_value=False, vf_coef=1.0)
+
+
+def memory_speed(
+    *, steps: int, repeats: int, device: str, sb3: bool = True, progress: Callable[[str], None] = print
+) -> list[dict]:
+    """Agent steps/s on Pong of our PPO (4 stacked frames) and recurrent PPO (single frames, CleanRL's
+    ppo_atari_lstm settings), and of SB3's PPO and SB3-contrib's RecurrentPPO where installed, timed
+    interleaved for `steps` agent steps each, `repeats` times (`sb3=False`: ours only). Each row has the
+    median, min and max."""
+    nets.keep_freed_memory()
+    contenders: dict[str, Callable[[], tuple[Runner, dict]]] = {
+        "pixelrl ppo": lambda: ours_ppo(PPO_CFG, device),
+        "pixelrl ppo-lstm": lambda: ours_ppo(PPO_LSTM_CFG, device, agent_module=ppo_lstm),
+    }
+    if sb3:
+        contenders["sb3 PPO"] = lambda: sb3_ppo(PPO_CFG, device)
+        try:
+            import sb3_contrib  # noqa: F401
+        except ImportError:
+            progress("sb3-contrib is not installed (pip install sb3-contrib): its RecurrentPPO is not timed")
+        else:
+            contenders["sb3-contrib RecurrentPPO"] = lambda: sb3_recurrent_ppo(PPO_LSTM_CFG, device)
+    runners, sps = {}, {who: [] for who in contenders}
+    for who, build in contenders.items():
+        progress(f"building and warming up {who}")
+        runners[who] = build()[0]
+    for r in range(repeats):
+        for who, runner in runners.items():
+            sps[who].append(steps / runner(steps))
+            progress(f"repeat {r + 1}/{repeats}: {who} {sps[who][-1]:.0f} steps/s")
+    return [{"who": who, "steps": steps, "repeats": repeats, "sps_median": statistics.median(v),
+             "sps_min": min(v), "sps_max": max(v), "sps_all": v} for who, v in sps.items()]  # fmt: skip
 
 
 # --- levers on the compute ceiling ----------------------------------------------------------------------

@@ -38,7 +38,8 @@ def test_envs_benchmark_bad_input_is_one_line(argv, message, script):
 
 def test_memory_benchmark_trains_each_agent_and_writes_its_table(tmp_path, script):
     argv = ["memory", "--agents", "ppo-lstm,ppo", "--seeds", "1", "--frames", "512", "--runs",
-            str(tmp_path / "runs"), "--out", str(tmp_path / "out")]  # fmt: skip
+            str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--speed-steps", "1024",
+            "--speed-repeats", "1", "--no-sb3"]  # fmt: skip
     report = script("benchmark")(argv)
     table = report["table"]
     assert set(table) == {"ppo-lstm", "ppo"} and all(row["frames"] == 512 for row in table.values())
@@ -49,6 +50,9 @@ def test_memory_benchmark_trains_each_agent_and_writes_its_table(tmp_path, scrip
     assert "| ppo-lstm | 512 |" in text and "| ppo | 512 |" in text
     saved = json.loads((tmp_path / "out" / "memory_cartpole-novel.json").read_text())
     assert saved["runs"][0]["evals"] and saved["cpu_model"]
+    speed = {row["who"]: row for row in saved["speed"]}  # Pong steps/s, ours only here
+    assert set(speed) == {"pixelrl ppo", "pixelrl ppo-lstm"} and speed["pixelrl ppo"]["vs_ppo"] == 1.0
+    assert all(row["sps_median"] > 10 for row in speed.values()) and "| pixelrl ppo-lstm |" in text
 
 
 def test_memory_benchmark_refuses_an_atari_game_in_one_line(script):
