@@ -80,10 +80,13 @@ class ActorCritic(nn.Module):
 
 
 class RecurrentActorCritic(nn.Module):
-    """Policy logits and state value from one LSTM over an encoder (the Nature CNN for pixels, a ReLU MLP
-    of `hidden` widths for vectors), as CleanRL's ppo_atari_lstm: a single observation per step, so the
-    LSTM is what remembers. The state is passed in and out as tensors (h, c), each (1, B, lstm_hidden),
-    so that `nets.DeviceNet` can run it like any other network."""
+    """Policy logits and state value through LSTMs over an encoder, fed a single observation per step, so
+    the LSTM is what remembers. As `ActorCritic`: for pixels one Nature CNN and one LSTM serve both heads
+    (CleanRL's ppo_atari_lstm); for vectors the actor and the critic each have their own ReLU MLP of
+    `hidden` widths and LSTM (SB3-contrib's RecurrentPPO with a critic LSTM), so that the value loss,
+    whose targets grow with the return, does not pull on the policy's memory. The state is passed in and
+    out as tensors (h, c), each (1, B, lstm_hidden x cores), so that `nets.DeviceNet` can run it like any
+    other network."""
 
     def __init__(
         self,
@@ -94,13 +97,17 @@ class RecurrentActorCritic(nn.Module):
     ) -> None:
         super().__init__()
         self.core = LSTMCore(backbone_for(obs_shape, hidden), lstm_hidden)
+        pixels = len(obs_shape) == 3
+        self.critic_core = None if pixels else LSTMCore(backbone_for(obs_shape, hidden), lstm_hidden)
         self.policy = CategoricalPolicyHead(lstm_hidden, num_actions)
         self.value = ValueHead(lstm_hidden)
 
     def initial_state(
         self, batch: int, device: torch.device | str = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.core.initial_state(batch, device)
+        cores = 1 if self.critic_core is None else 2
+        zeros = torch.zeros(1, batch, cores * self.core.out_dim, device=device)
+        return zeros, zeros.clone()
 
     def forward(
         self, obs: torch.Tensor, h: torch.Tensor, c: torch.Tensor, first: torch.Tensor
@@ -108,8 +115,14 @@ class RecurrentActorCritic(nn.Module):
         """obs (T, B, ...) with `first` (T, B) bool, or one step (B, ...) with `first` (B,): the state is
         zeroed before each step whose observation starts an episode. Returns (logits (.., A), values (..),
         h, c), float32 also under bfloat16 autocast."""
-        features, (h, c) = self.core(obs, (h, c), first)
-        return self.policy(features).float(), self.value(features).float(), h.float(), c.float()
+        if self.critic_core is None:
+            features, (h, c) = self.core(obs, (h, c), first)
+            return self.policy(features).float(), self.value(features).float(), h.float(), c.float()
+        (h_pi, h_v), (c_pi, c_v) = h.chunk(2, -1), c.chunk(2, -1)
+        features, (h_pi, c_pi) = self.core(obs, (h_pi, c_pi), first)
+        critic_features, (h_v, c_v) = self.critic_core(obs, (h_v, c_v), first)
+        h, c = torch.cat([h_pi, h_v], -1), torch.cat([c_pi, c_v], -1)
+        return self.policy(features).float(), self.value(critic_features).float(), h.float(), c.float()
 
 
 class BackboneWithHead(nn.Module):
