@@ -266,6 +266,29 @@ def test_policy_gradient_agents_train_checkpoint_and_resume_on_pong(agent, sizes
 
 
 @pytest.mark.parametrize(
+    "agent, sizes",
+    [("ppo-lstm", ["--num-envs", "2", "--num-steps", "32", "--minibatches", "2", "--epochs", "1"]),
+     ("drqn", ["--num-envs", "2", "--learning-starts", "64", "--buffer-size", "1000", "--batch-size", "4",
+               "--burn-in", "4", "--seq-len", "8", "--seq-stride", "4", "--train-every", "16"])],
+)  # fmt: skip
+def test_agents_with_memory_train_evaluate_watch_and_resume_on_pong(agent, sizes, tmp_path, script):
+    run_dir = tmp_path / agent
+    common = ["--eval-episodes", "1", "--video-every", "0", "--wandb", "off", "--no-progress", "--sticky",
+              "0", "--flicker", "0.5"]  # fmt: skip
+    first = script("train")([agent, "--env", "Pong", "--frames", "512", "--eval-every", "512", *sizes,
+                             *common, "--run-dir", str(run_dir)])  # fmt: skip
+    assert first["global_step"] == 128 and np.isfinite(first["final_eval_mean"])
+    meta = read_meta(run_dir / "checkpoints" / "latest")  # single frames, flickering: replayed by evaluate
+    assert meta["env_options"] == {"frame_stack": 1, "sticky": 0.0, "flicker": 0.5}
+    result = script("evaluate")([str(run_dir), "--episodes", "2", "--num-envs", "2"])
+    assert result["episodes"] == 2 and -21 <= result["mean"] <= 21
+    paths = script("watch")([str(run_dir), "--episodes", "1", "--out", str(tmp_path), "--live", "False"])
+    assert len(paths) == 1 and read_mp4(paths[0]).shape[1:] == (210, 160, 3)
+    resumed = script("train")([agent, "--resume", str(run_dir), "--frames", "1024"])
+    assert resumed["global_step"] == 256
+
+
+@pytest.mark.parametrize(
     "argv, groups, note",
     [
         (["ppo", "--video-every", "0"], 2, None),
