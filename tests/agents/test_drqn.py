@@ -21,9 +21,9 @@ TINY = dataclasses.replace(
 )  # fmt: skip
 
 
-def cartpole_agent(cfg=TINY, num_envs=2, seed=0):
+def cartpole_agent(cfg=TINY, num_envs=2, seed=0, backend="sync"):
     torch.manual_seed(seed)
-    env = envs.make("CartPole-NoVel", num_envs, seed=seed, backend="sync")
+    env = envs.make("CartPole-NoVel", num_envs, seed=seed, backend=backend)
     return env, drqn.make_agent(cfg, env, "cpu", seed)
 
 
@@ -48,11 +48,15 @@ def collect(env, agent, replay, steps, epsilon=0.5):
     return h, torch.stack([s[1][0] for s in states]), torch.stack(q_values)
 
 
-def test_stored_states_are_the_actors_and_a_window_replays_the_actors_q_values():
+BACKENDS = ["sync", "async"] + (["envpool"] if envs.envpool_available() else [])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stored_states_are_the_actors_and_a_window_replays_the_actors_q_values(backend):
     """The replay keeps the actor's (h, c) at every stride, and unrolling the (unchanged) network over a
     sampled window from its stored state, zeroing at its episode starts, gives exactly the Q-values the actor
     computed at those steps: the state is reset exactly where the actor's was."""
-    env, agent = cartpole_agent()
+    env, agent = cartpole_agent(backend=backend)
     replay = drqn.make_replay(TINY, env)
     h, c, q_actor = collect(env, agent, replay, 300, epsilon=1.0)  # random play: many episode starts
     for k in range(0, 301, TINY.seq_stride):
