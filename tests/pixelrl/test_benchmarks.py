@@ -39,15 +39,16 @@ def test_envs_benchmark_bad_input_is_one_line(argv, message, script):
 def test_memory_benchmark_trains_each_agent_and_writes_its_table(tmp_path, script):
     argv = ["memory", "--agents", "ppo-lstm,ppo", "--seeds", "1", "--frames", "512", "--runs",
             str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--speed-steps", "1024",
-            "--speed-repeats", "1", "--no-sb3"]  # fmt: skip
+            "--speed-repeats", "1", "--no-sb3", "--rerun-episodes", "2"]  # fmt: skip
     report = script("benchmark")(argv)
     table = report["table"]
     assert set(table) == {"ppo-lstm", "ppo"} and all(row["frames"] == 512 for row in table.values())
     assert all(len(row["finals"]) == 1 and row["finals"][0] > 0 for row in table.values())
+    assert all(len(row["best_reruns"]) == 1 and row["best_reruns"][0] > 0 for row in table.values())
     for suffix in ("json", "md", "png"):
         assert (tmp_path / "out" / f"memory_cartpole-novel.{suffix}").stat().st_size > 0
     text = (tmp_path / "out" / "memory_cartpole-novel.md").read_text()
-    assert "| ppo-lstm | 512 |" in text and "| ppo | 512 |" in text
+    assert "| ppo-lstm | 512 |" in text and "| ppo | 512 |" in text and "best checkpoint" in text
     saved = json.loads((tmp_path / "out" / "memory_cartpole-novel.json").read_text())
     assert saved["runs"][0]["evals"] and saved["cpu_model"]
     speed = {row["who"]: row for row in saved["speed"]}  # Pong steps/s, ours only here
