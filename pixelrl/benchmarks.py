@@ -344,7 +344,8 @@ def bench_memory(opts: Memory, command: str, progress: Callable[[str], None] = p
         cfg = dataclasses.replace(spec.presets["classic"], frames=budgets[name])
         for seed in range(opts.seeds):
             run_dir = opts.runs / f"memory-{opts.env}" / f"{name}-s{seed}"
-            run = _train(spec, cfg, opts.env, seed, run_dir, opts.device)
+            with nets.num_threads(1):  # small MLPs gain nothing from a second thread, the env does
+                run = _train(spec, cfg, opts.env, seed, run_dir, opts.device)
             # The best checkpoint, played again on games no evaluation during training saw: an unbiased
             # figure for "reached the target within the budget" (the best of 10 evaluations is not).
             agent, meta = load_agent(run_dir, "best", opts.device)
