@@ -170,7 +170,7 @@ def _safe_rows(run_dir):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["dqnn", "--env", "Pong"], "unknown agent 'dqnn' (did you mean dqn?)"),
+        (["dqnn", "--env", "Pong"], "unknown agent 'dqnn' (did you mean dqn, drqn?)"),
         (["dqn", "--env", "Pongg"], "closest valid names: Pong"),
         (["dqn", "--env", "Pong", "--frames", "0"], "--frames must be positive"),
         (["dqn", "--env", "Pong", "--lr", "0"], "--lr must be positive"),
