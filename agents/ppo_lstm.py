@@ -161,7 +161,8 @@ class RecurrentPPO:
                 self.optimizer.step()
                 for k, v in mb_stats.items():
                     stats.setdefault(k, []).append(v.item())
-            if cfg.target_kl is not None and np.mean(stats["approx_kl"][-cfg.minibatches :]) > cfg.target_kl:
+            recent_kl = stats.get("approx_kl", [0.0])[-cfg.minibatches :]
+            if cfg.target_kl is not None and np.mean(recent_kl) > cfg.target_kl:
                 break
         return {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
 
