@@ -24,7 +24,14 @@ import torch
 
 import envs
 import nets
-from agents.common import ConfigError, check_config, check_precision, linear_schedule, num_discrete_actions
+from agents.common import (
+    ConfigError,
+    check_config,
+    check_precision,
+    crossings,
+    linear_schedule,
+    num_discrete_actions,
+)
 from agents.interface import AgentSpec
 from agents.replay import DeviceBatches, ReplayBuffer, Transitions
 
@@ -302,22 +309,17 @@ def train(
         # Counted in transitions added, not held: a full ring never holds `buffer_size` sampleable ones.
         if replay.added >= cfg.learning_starts and len(replay) >= cfg.batch_size:
             beta = linear_schedule(cfg.per_beta_start, 1.0, total_steps, global_step)
-            for _ in range(_crossings(prev_step, global_step, cfg.train_every) * cfg.gradient_steps):
+            for _ in range(crossings(prev_step, global_step, cfg.train_every) * cfg.gradient_steps):
                 batch = batches.sample(beta)
                 agent.learn(batch)
                 if replay.prioritized:  # the TD errors go to the host only here
                     replay.update_priorities(batch.indices, agent.td_abs)
-            if _crossings(prev_step, global_step, cfg.target_update_every):
+            if crossings(prev_step, global_step, cfg.target_update_every):
                 agent.sync_target()
         if global_step - last_log >= log_every:
             rows.append({**agent.metrics(), "charts/epsilon": epsilon, "charts/replay_size": len(replay)})
             last_log = global_step
         yield global_step, rows
-
-
-def _crossings(before: int, after: int, every: int) -> int:
-    """How many multiples of `every` lie in (before, after]: due events when steps advance in chunks."""
-    return after // every - before // every
 
 
 # `compile` changes how fast the same updates run, not what they learn: a resume may switch it.

@@ -32,7 +32,14 @@ from torch import nn
 
 import envs
 import nets
-from agents.common import ConfigError, check_config, check_precision, linear_schedule, num_discrete_actions
+from agents.common import (
+    ConfigError,
+    check_config,
+    check_precision,
+    crossings,
+    linear_schedule,
+    num_discrete_actions,
+)
 from agents.dqn import td_targets
 from agents.interface import AgentSpec
 from agents.sequence_replay import SequenceReplay, Sequences
@@ -317,10 +324,9 @@ def train(
 
         if replay.added >= cfg.learning_starts and len(replay) > 0:
             # Due updates are counted in multiples of train_every crossed: steps advance num_envs at a time.
-            due = global_step // cfg.train_every - prev_step // cfg.train_every
-            for _ in range(due * cfg.gradient_steps):
+            for _ in range(crossings(prev_step, global_step, cfg.train_every) * cfg.gradient_steps):
                 agent.learn(replay.sample(cfg.batch_size))
-            if global_step // cfg.target_update_every > prev_step // cfg.target_update_every:
+            if crossings(prev_step, global_step, cfg.target_update_every):
                 agent.sync_target()
         if global_step - last_log >= log_every:
             rows.append({**agent.metrics(), "charts/epsilon": epsilon, "charts/replay_size": len(replay)})
