@@ -27,7 +27,14 @@ import nets
 from agents.common import ConfigError, check_config, check_precision, num_discrete_actions
 from agents.interface import AgentSpec
 from agents.returns import gae
-from agents.rollout import PolicyBatch, RolloutCollector, greedy_actions, sample_actions, state_values
+from agents.rollout import (
+    PolicyBatch,
+    RolloutCollector,
+    SequenceBatch,
+    greedy_actions,
+    sample_actions,
+    state_values,
+)
 
 
 @dataclass(frozen=True)
@@ -234,10 +241,12 @@ def train(
     start_step: int = 0,
     seed: int = 0,
     log_every: int = 0,
+    recurrent: bool = False,
 ) -> Iterator[tuple[int, list[dict[str, float]]]]:
     """Collect a rollout, update, repeat. Yields (global_step, rows) after every vector step; a
-    training-statistics row follows each update."""
-    collector = RolloutCollector(env, cfg.num_steps, agent.device, seed)
+    training-statistics row follows each update. `recurrent=True` is recurrent PPO's loop
+    (agents/ppo_lstm.py): the rollout carries the agent's LSTM state and the update gets whole sequences."""
+    collector = RolloutCollector(env, cfg.num_steps, agent.device, seed, recurrent=recurrent)
     global_step = start_step
     while global_step < total_steps:
         frac = 1.0 - global_step / total_steps if cfg.anneal else 1.0
@@ -247,7 +256,10 @@ def train(
         global_step += cfg.num_steps * env.num_envs
         advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
                                   rollout.episode_ends, cfg.gamma, cfg.gae_lambda)  # fmt: skip
-        metrics = agent.update(rollout.policy_batch(advantages, returns))  # reset steps dropped
+        if recurrent:
+            metrics = agent.update(SequenceBatch(rollout, advantages, returns))
+        else:
+            metrics = agent.update(rollout.policy_batch(advantages, returns))  # reset steps dropped
         yield (
             global_step,
             [{**metrics, "charts/learning_rate": cfg.lr * frac, "charts/clip": cfg.clip * frac}],

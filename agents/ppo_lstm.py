@@ -19,7 +19,7 @@ whole env sequences, so `num_envs` must be a multiple of `minibatches` (CleanRL:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import functools
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -31,8 +31,7 @@ import nets
 from agents import ppo
 from agents.common import ConfigError, check_config, num_discrete_actions, take_columns
 from agents.interface import AgentSpec
-from agents.returns import gae
-from agents.rollout import PolicyBatch, Rollout, RolloutCollector, sample_from_logits
+from agents.rollout import PolicyBatch, SequenceBatch, sample_from_logits
 
 
 @dataclass(frozen=True)
@@ -73,15 +72,6 @@ PRESETS = {
         }
     ),  # fmt: skip
 }
-
-
-@dataclass
-class SequenceBatch:
-    """A rollout's whole env sequences with their advantages and value targets, each (T, N)."""
-
-    rollout: Rollout
-    advantages: torch.Tensor
-    returns: torch.Tensor
 
 
 def env_options(cfg: Config, kind: str) -> dict[str, int]:
@@ -180,32 +170,8 @@ def make_agent(cfg: Config, env: gym.vector.VectorEnv, device: str = "auto", see
     return RecurrentPPO(cfg, env.single_observation_space, num_actions, env.num_envs, device, seed)
 
 
-def train(
-    cfg: Config,
-    env: gym.vector.VectorEnv,
-    agent: RecurrentPPO,
-    *,
-    total_steps: int,
-    start_step: int = 0,
-    seed: int = 0,
-    log_every: int = 0,
-) -> Iterator[tuple[int, list[dict[str, float]]]]:
-    """Collect a rollout (carrying the LSTM state), update, repeat; as agents.ppo.train."""
-    collector = RolloutCollector(env, cfg.num_steps, agent.device, seed, recurrent=True)
-    global_step = start_step
-    while global_step < total_steps:
-        frac = 1.0 - global_step / total_steps if cfg.anneal else 1.0
-        nets.optim.set_lr(agent.optimizer, cfg.lr * frac)
-        agent.clip = cfg.clip * frac
-        rollout = yield from collector.collect(agent, global_step)
-        global_step += cfg.num_steps * env.num_envs
-        advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
-                                  rollout.episode_ends, cfg.gamma, cfg.gae_lambda)  # fmt: skip
-        metrics = agent.update(SequenceBatch(rollout, advantages, returns))
-        yield (
-            global_step,
-            [{**metrics, "charts/learning_rate": cfg.lr * frac, "charts/clip": cfg.clip * frac}],
-        )
+# The loop is PPO's (agents.ppo.train) with the recurrent collector and whole-sequence batches.
+train = functools.partial(ppo.train, recurrent=True)
 
 
 SPEC = AgentSpec("ppo-lstm", Config, PRESETS, make_agent, train, env_options=env_options,

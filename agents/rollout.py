@@ -49,6 +49,16 @@ class PolicyBatch:
 
 
 @dataclass
+class SequenceBatch:
+    """A rollout's whole env sequences with their advantages and value targets, each (T, N), for the
+    recurrent agents' updates (agents/ppo_lstm.py)."""
+
+    rollout: Rollout
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+
+@dataclass
 class Rollout:
     obs: torch.Tensor  # (T, N, 4, 84, 84) uint8, channels-last in memory | (T, N, D) float32
     actions: torch.Tensor  # (T, N) int64
