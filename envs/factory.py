@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -31,6 +32,7 @@ MODES = ("train", "eval")
 # Classic control with the velocities hidden: a POMDP for recurrent agents. Alias -> (id, options).
 ALIASES = {"CartPole-NoVel": ("CartPole-v1", {"hide_velocity": True})}
 CARTPOLE_POSITIONS = [0, 2]  # cart position, pole angle (1 and 3 are their velocities)
+CLASSIC_OPTIONS = ("hide_velocity", "video_dir", "video_every")
 
 
 @dataclass(frozen=True)
@@ -95,27 +97,45 @@ def alias_options(game: str) -> dict[str, Any]:
     return dict({_key(alias): opts for alias, (_, opts) in ALIASES.items()}.get(_key(game), {}))
 
 
-def _classic_options(game: str, spec: GameSpec, options: dict[str, Any]) -> bool:
-    """Classic control takes one option, hide_velocity (CartPole only). Returns it."""
+class ClassicOptions(NamedTuple):
+    hide_velocity: bool
+    video_dir: str | None
+    video_period: int
+
+
+def _classic_options(game: str, spec: GameSpec, mode: Mode, options: dict[str, Any]) -> ClassicOptions:
+    """Classic control takes hide_velocity (CartPole only), and video_dir / video_every with the meaning
+    and defaults of `AtariOptions` (which also checks them: one source of truth)."""
     options = {**alias_options(game), **options}
-    unknown = sorted(set(options) - {"hide_velocity"})
+    unknown = sorted(set(options) - set(CLASSIC_OPTIONS))
     if unknown:
-        raise ValueError(f"unknown classic-control option(s) {unknown}; the only valid one is hide_velocity.")
+        raise ValueError(
+            f"unknown classic-control option(s) {unknown}; valid options are: {', '.join(CLASSIC_OPTIONS)}."
+        )
     hide = bool(options.get("hide_velocity", False))
     if hide and not spec.env_id.startswith("CartPole"):
         raise ValueError(f"hide_velocity is defined for CartPole only, not {spec.env_id}.")
-    return hide
+    video = AtariOptions(
+        mode=mode, video_dir=options.get("video_dir"), video_every=options.get("video_every")
+    )
+    return ClassicOptions(hide, video.video_dir, video.video_period)
 
 
 def make_single(game: str, *, mode: Mode = "train", env_index: int = 0, **options: Any) -> gym.Env:
     """One wrapped, unvectorised env (for env checkers and as a vector env's worker). Env 0 records video
-    when `video_dir` is set. Seeding is the caller's: reset(seed=...)."""
+    when `video_dir` is set (classic control then renders with render_mode="rgb_array"; no other env does,
+    so that training without video pays nothing for it). Seeding is the caller's: reset(seed=...)."""
     spec = resolve(game)
     if spec.kind == "classic":
-        env = gym.make(spec.env_id)
-        if _classic_options(game, spec, options):
+        classic = _classic_options(game, spec, mode, options)
+        film = classic.video_dir is not None and env_index == 0
+        if film:  # gymnasium draws with pygame off screen; without this SDL complains of no display
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        env = gym.make(spec.env_id, **({"render_mode": "rgb_array"} if film else {}))  # renders when asked
+        if classic.hide_velocity:
             env = _hide_velocity(env)
-        return WholeGame(env)
+        env = WholeGame(env)
+        return VideoRecorder(env, classic.video_dir, classic.video_period) if film else env
     opts = AtariOptions.from_kwargs(mode, options)
     video = None
     if opts.video_dir is not None and env_index == 0:
@@ -194,7 +214,8 @@ def make(
     """A gymnasium vector env of `num_envs` copies of `game` following the protocol of design §1.
 
     Atari observations are (N, k, 84, 84) uint8 (k = frame_stack, default 4); classic control keeps its
-    float vectors. `options` are the fields of `AtariOptions` (or hide_velocity for CartPole). Env i is
+    float vectors. `options` are the fields of `AtariOptions` (classic control: hide_velocity for CartPole,
+    video_dir and video_every, which film gymnasium's render of env 0, 400x600 for CartPole). Env i is
     seeded with seed + i at the first reset. Whole-game raw scores arrive in `info`; read them with
     `finished_episodes(info)`. Autoreset is gymnasium's NEXT_STEP mode: the step after a done returns the
     reset observation (reward 0); `first_of_episode(info)` marks it (and every observation that starts an
@@ -220,8 +241,9 @@ def make(
         gym_only = opts.preprocess != "nature" or opts.flicker > 0
         video = opts.video_dir is not None
     else:
-        hide = _classic_options(game, spec, options)
+        classic = _classic_options(game, spec, mode, options)
         gym_only = False
+        video = classic.video_dir is not None
     _check_backend(backend, spec.kind, gym_only, video)
     why = "asked for"
     if backend == "auto":
@@ -244,8 +266,9 @@ def make(
                 **atari_kwargs(opts),
             )
         else:
-            keep = CARTPOLE_POSITIONS if hide else None
-            venv = EnvPoolVectorEnv(spec.env_id, num_envs, seed, groups=groups, keep_obs=keep)
+            keep = CARTPOLE_POSITIONS if classic.hide_velocity else None
+            film = None if classic.video_dir is None else GameVideos(classic.video_dir, classic.video_period)
+            venv = EnvPoolVectorEnv(spec.env_id, num_envs, seed, groups=groups, keep_obs=keep, video=film)
     else:
         worker = functools.partial(make_single, game, mode=mode, **options)
         fns = [functools.partial(worker, env_index=i) for i in range(num_envs)]

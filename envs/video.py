@@ -1,8 +1,10 @@
-"""Gameplay video: full-colour RGB screens at the emulator's resolution (210x160x3) to mp4.
+"""Gameplay video: full-colour RGB screens to mp4, at the emulator's resolution (210x160x3) for Atari and
+at gymnasium's render size for classic control (CartPole 400x600x3).
 
-Env 0 records whole games (one file per game, not per life) from the emulator's screen, not from the
-preprocessed observation: in the gymnasium stack a wrapper below EpisodicLife reads `ale.getScreenRGB()`;
-on EnvPool the adapter renders its env 0 after each of its steps. Both feed one `GameVideos`."""
+Env 0 records whole games (one file per game, not per life) from the game's screen, not from the
+preprocessed observation: in the gymnasium stack a wrapper below EpisodicLife reads `ale.getScreenRGB()`
+(Atari) or `render()` (classic control, made with render_mode="rgb_array"); on EnvPool the adapter renders
+its env 0 after each of its steps. All of them feed one `GameVideos`."""
 
 from __future__ import annotations
 
@@ -85,14 +87,16 @@ class GameVideos:
 
 
 class VideoRecorder(gym.Wrapper):
-    """`GameVideos` of a gymnasium Atari env, reading the screen from the emulator."""
+    """`GameVideos` of a gymnasium env: an Atari env's screen straight from the emulator, any other env's
+    from `render()`, so that one must be made with render_mode="rgb_array"."""
 
     def __init__(self, env: gym.Env, folder: str | Path, every: int = 1, fps: int = 30) -> None:
         super().__init__(env)
+        ale = getattr(env.unwrapped, "ale", None)
+        if ale is None and env.render_mode != "rgb_array":
+            raise ValueError(f"VideoRecorder needs render_mode='rgb_array', not {env.render_mode!r}.")
+        self._screen: Callable[[], np.ndarray] = ale.getScreenRGB if ale is not None else env.render
         self.videos = GameVideos(folder, every, fps)
-
-    def _screen(self) -> np.ndarray:
-        return self.env.unwrapped.ale.getScreenRGB()  # (210, 160, 3) uint8
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         obs, info = self.env.reset(**kwargs)

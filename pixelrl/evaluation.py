@@ -83,7 +83,7 @@ def play_games(
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
     options = dict(env_options)
-    if video_dir is not None and envs.resolve(game).kind == "atari":
+    if video_dir is not None:
         options |= {"video_dir": str(video_dir), "video_every": 1}
     env = envs.make(game, num_envs, seed=seed + EVAL_SEED_OFFSET, mode="eval", **options)  # env 0 films
     obs, info = env.reset()
@@ -250,8 +250,6 @@ class WatchOptions:
 def record_games(opts: WatchOptions, stamp: str) -> tuple[list[dict[str, float]], list[Path]]:
     """Play `opts.episodes` games with the saved policy, filming each to mp4; returns the games and files."""
     agent, meta = load_agent(opts.target, opts.checkpoint, opts.device)
-    if envs.resolve(meta["game"]).kind != "atari":
-        raise ValueError(f"{meta['game']} has no emulator screen to record; watch needs an Atari game")
     out = opts.out or run_dir_of(opts.target, meta) / "videos" / f"watch-{stamp}"
     options = meta.get("env_options", {})
     games = play_games(agent, meta["game"], opts.episodes, seed=opts.seed, num_envs=1, video_dir=out,

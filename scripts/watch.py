@@ -2,8 +2,9 @@
 
     python scripts/watch.py RUN_DIR_OR_CHECKPOINT [--episodes N]
 
-The agent is rebuilt from the checkpoint alone. Videos are full-colour at the emulator's resolution,
-one file per game with the raw score in its name, under RUN_DIR/videos/watch-<time>/.
+The agent is rebuilt from the checkpoint alone. Every game the suite trains on is filmed: Atari in
+full colour at the emulator's resolution (210x160), classic control at gymnasium's render size (CartPole
+400x600). One file per game with the raw score in its name, under RUN_DIR/videos/watch-<time>/.
 """
 
 from __future__ import annotations

@@ -534,6 +534,44 @@ def test_eval_video_records_every_whole_game_in_colour(tmp_path: Any) -> None:
     assert AtariOptions(mode="eval").video_period == 1 and AtariOptions(mode="train").video_period == 100
 
 
+@pytest.mark.parametrize("backend", ["sync", pytest.param("envpool", marks=needs_envpool)])
+def test_classic_control_videos_film_whole_episodes_of_env_0(backend: str, tmp_path: Any) -> None:
+    """CartPole is filmed like Atari: env 0's whole episodes, gymnasium's 400x600 colour render (EnvPool
+    renders it too), the reset screen and one frame per step, the return in the file name. CartPole-NoVel
+    hides the velocities from the agent, not from the film."""
+    venv = envs.make("CartPole-NoVel", 2, mode="eval", backend=backend, video_dir=str(tmp_path))
+    assert venv.single_observation_space.shape == (2,)
+    rng, games = np.random.default_rng(0), []
+    venv.reset()
+    while sum(g[0] == 0 for g in games) < 3:
+        games += envs.finished_episodes(venv.step(rng.integers(0, 2, 2))[4])
+    venv.close()
+    games = [g for g in games if g[0] == 0]  # env 1 films nothing
+    files = sorted(p.name for p in tmp_path.glob("*.mp4"))
+    assert files == [f"episode-{i:06d}-score-{g[1]:g}.mp4" for i, g in enumerate(games)]
+    for name, (_, score, length) in zip(files, games, strict=True):
+        video = envs.video.read_mp4(tmp_path / name)
+        assert score == length and video.shape == (length + 1, 400, 600, 3)
+        assert (video.reshape(len(video), -1, 3) != video[:, :1, :1]).any(axis=(1, 2)).all()  # a drawing
+        assert (video[..., 0].astype(int) - video[..., 2] > 50).any()  # the pole's colour, not gray
+        assert (np.abs(video[1:].astype(int) - video[0]).sum(-1) > 100).sum() > 100  # the pole falls
+
+
+def test_classic_control_renders_only_to_film(tmp_path: Any) -> None:
+    """Only env 0 with a video folder renders (training without video is as fast as before); training
+    films 1 episode in 100, evaluation every one, as for Atari."""
+    assert envs.make_single("CartPole-v1").render_mode is None
+    assert envs.make_single("CartPole-v1", env_index=1, video_dir=str(tmp_path)).render_mode is None
+    trained = envs.make_single("CartPole-v1", video_dir=str(tmp_path))
+    assert trained.render_mode == "rgb_array" and trained.videos.every == 100
+    assert envs.make_single("CartPole-v1", mode="eval", video_dir=str(tmp_path)).videos.every == 1
+    assert envs.make_single("CartPole-v1", video_dir=str(tmp_path), video_every=7).videos.every == 7
+    with pytest.raises(ValueError, match="video_every=0 must be >= 1"):
+        envs.make("CartPole-v1", video_dir=str(tmp_path), video_every=0)
+    with pytest.raises(ValueError, match="hide_velocity, video_dir, video_every"):
+        envs.make("CartPole-v1", frame_skip=2)
+
+
 @needs_envpool
 @pytest.mark.parametrize("groups", [1, 2])
 def test_envpool_records_the_same_training_videos_as_gymnasium(groups: int, tmp_path: Any) -> None:
