@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 
-from agents import a2c, dqn, drqn, ppo, ppo_lstm, reinforce
+from agents import a2c, dqn, drqn, ppo, ppo_lstm, reinforce, sb3
 from agents.interface import (
     Agent,
     AgentConfig,
@@ -18,7 +18,8 @@ from agents.interface import (
 )
 
 AGENTS: dict[str, AgentSpec] = {
-    spec.name: spec for spec in (dqn.SPEC, reinforce.SPEC, a2c.SPEC, ppo.SPEC, ppo_lstm.SPEC, drqn.SPEC)
+    spec.name: spec
+    for spec in (dqn.SPEC, reinforce.SPEC, a2c.SPEC, ppo.SPEC, ppo_lstm.SPEC, drqn.SPEC, *sb3.SPECS)
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -82,6 +83,15 @@ class AgentSpec:
     `replay=`; None for agents that learn from fresh rollouts only."""
     env_options: Callable[[Any, str], dict[str, Any]] = no_env_options
     """(cfg, game kind) -> observation options for envs.make, recorded with every checkpoint."""
+    make_env: Callable[..., Any] | None = None
+    """(game, num_envs, *, seed, backend, **options) -> the vector env `train` steps, for agents that step
+    envs through another library's vector env (Stable-Baselines3's, with its own autoreset contract);
+    None: `envs.make`, whose envs every agent of ours steps."""
+    export: Callable[[Any, Path], None] | None = None
+    """(agent, path): write the agent in another library's own format beside each checkpoint (SB3's zip),
+    for that library's tools; the run records the file's SHA-256 in the checkpoint."""
+    load_export: Callable[[Path, Any, str], Agent] | None = None
+    """(path, cfg, device) -> agent from such a file, once the run layer has verified it is one it wrote."""
     resumable: tuple[str, ...] = ("frames",)
     """Config fields a resume may change: how long and how fast to train, never what is learned."""
 

@@ -7,8 +7,12 @@ file is written under a temp name and renamed, so a crash mid-write leaves the p
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +122,55 @@ def load_arrays(path: str | Path) -> dict[str, Any]:
 
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+# ---------------------------------------------------------------- exports in another library's format
+# SB3's zip holds pickles: loading one can run any code its author put there. A run therefore signs each
+# zip it writes with a key that only this user's account holds (HMAC-SHA256, key file mode 0600) and keeps
+# the signature in its safetensors checkpoint; `verified_export` loads nothing that this user's pixelrl
+# did not write, such as a zip from someone else's run directory or one changed after it was written.
+KEY_FILE_ENV = "PIXELRL_KEY_FILE"
+
+
+def _user_key() -> bytes:
+    path = Path(os.environ.get(KEY_FILE_ENV) or Path.home() / ".config" / "pixelrl" / "export.key")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _signature(path: Path) -> str:
+    return hmac.new(_user_key(), path.read_bytes(), hashlib.sha256).hexdigest()
+
+
+def write_export(path: Path, write: Callable[[Path], None]) -> dict[str, str]:
+    """Write `path` with `write(tmp)` and rename it into place; returns what the checkpoint records."""
+    tmp = path.with_name(path.name.replace(".", ".tmp.", 1))
+    write(tmp)
+    os.replace(tmp, path)
+    return {"file": path.name, "hmac_sha256": _signature(path)}
+
+
+def verified_export(path: str | Path) -> dict[str, Any]:
+    """The metadata of the checkpoint beside an exported file, once the file is shown to be one this
+    user's runs wrote and not changed since; otherwise ValueError, and nothing is loaded."""
+    path = Path(path)
+    checkpoint = path.with_name(path.name.split(".", 1)[0] + ".safetensors")
+    why = (f"refusing to load {path}: SB3 zips contain pickles that can run code when loaded, so pixelrl "
+           "loads only zips that your own runs wrote. ")  # fmt: skip
+    if not path.exists():
+        raise FileNotFoundError(f"no file at {path}")
+    if not checkpoint.exists():
+        raise ValueError(why + f"There is no pixelrl checkpoint beside it ({checkpoint.name}).")
+    meta = read_meta(checkpoint)
+    export = meta.get("export") or {}
+    if export.get("file") != path.name or not hmac.compare_digest(
+        str(export.get("hmac_sha256", "")), _signature(path)
+    ):
+        raise ValueError(why + f"Its signature does not match {checkpoint}: it was changed after it was "
+                         "written, or another user wrote it. Pass the run directory to use its .safetensors "
+                         "checkpoint instead.")  # fmt: skip
+    return meta

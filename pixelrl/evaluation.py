@@ -6,7 +6,6 @@ Used by training (periodic evaluations), and by the evaluate and watch commands.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,24 +16,12 @@ import agents
 import envs
 import nets
 from agents.common import check_config
-from pixelrl.checkpoint import find_checkpoint, load_checkpoint
-from pixelrl.logger import write_json_atomic
+from pixelrl import stats
+from pixelrl.checkpoint import find_checkpoint, load_checkpoint, verified_export
 
-# Mnih et al. 2015 (Nature), Extended Data Table 2: random, human, DQN. One human set only (design §3).
-REFERENCE = {
-    "Pong": (-20.7, 9.3, 18.9),
-    "Breakout": (1.7, 31.8, 401.2),
-    "SpaceInvaders": (148.0, 1652.0, 1976.0),
-    "Seaquest": (68.4, 20182.0, 5286.0),
-    "BeamRider": (363.9, 5775.0, 6846.0),
-    "Enduro": (0.0, 309.6, 301.8),
-    "Qbert": (163.9, 13455.0, 10596.0),
-    "Asterix": (210.0, 8503.0, 6012.0),
-}
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap the training envs' seed + i
 EVAL_NUM_ENVS = 5  # games played in parallel by default; each env plays an equal share of them
 Checkpoint = Literal["best", "latest"]  # which checkpoint of a run directory (best falls back to latest)
-BASELINES = ("random", "human", "dqn2015")
 
 
 class RandomAgent:
@@ -48,7 +35,16 @@ class RandomAgent:
 
 
 def load_agent(target: str | Path, which: Checkpoint, device: str) -> tuple[Any, dict[str, Any]]:
-    """Rebuild an agent from a checkpoint alone (its metadata holds the agent name, game and config)."""
+    """Rebuild an agent from a checkpoint alone (its metadata holds the agent name, game and config), or
+    from a file that a run exported in another library's format (SB3's zip), once it is verified to be one
+    that this user's runs wrote (`verified_export`)."""
+    if Path(target).suffix == ".zip":
+        meta = verified_export(target)
+        spec = agents.get_agent(meta["agent"])
+        cfg = agents.config_from_dict(spec.Config, meta["agent_config"])
+        if spec.load_export is None:
+            raise ValueError(f"{meta['agent']} runs export no zip; pass the run directory")
+        return spec.load_export(Path(target), cfg, device), {**meta, "checkpoint": str(target)}
     path = find_checkpoint(target, which)
     state, meta = load_checkpoint(path)
     spec = agents.get_agent(meta["agent"])
@@ -101,8 +97,11 @@ def play_games(
     return games
 
 
-def summarise(scores: list[float], game: str, seed: int = 0, resamples: int = 10_000) -> dict[str, Any]:
-    """Mean, median, std, bootstrap 95% CI of the mean, and the human-normalised score where known."""
+def summarise(
+    scores: list[float], game: str, seed: int = 0, table: str = "nature2015", resamples: int = 10_000
+) -> dict[str, Any]:
+    """Mean, median, std, bootstrap 95% CI of the mean, and the human-normalised score where `table` (see
+    pixelrl/stats.py) knows the game."""
     x = np.asarray(scores, dtype=np.float64)
     rng = np.random.default_rng(seed)
     means = rng.choice(x, size=(resamples, len(x)), replace=True).mean(axis=1)
@@ -115,113 +114,9 @@ def summarise(scores: list[float], game: str, seed: int = 0, resamples: int = 10
         "max": float(x.max()),
         "ci95": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))],
     }
-    name = envs.resolve(game).name
-    if name in REFERENCE:
-        random, human, dqn = REFERENCE[name]
-        out["human_normalised"] = (out["mean"] - random) / (human - random)
-        out["reference"] = {"random": random, "human": human, "dqn2015": dqn, "source": "Mnih et al. 2015"}
+    if stats.has_reference(game, table):
+        out["human_normalised"] = float(stats.human_normalised(out["mean"], game, table))
     return out
-
-
-def parse_baselines(text: str) -> list[str]:
-    names = [b.strip() for b in text.split(",") if b.strip()]
-    unknown = [b for b in names if b not in BASELINES]
-    if "sb3" in unknown:
-        raise ValueError("--baselines sb3 is not available yet; use random, human, dqn2015")
-    if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
-    return names
-
-
-def baseline_rows(
-    names: list[str], game: str, episodes: int, *, seed: int, num_envs: int, num_actions: int
-) -> dict[str, dict[str, Any]]:
-    """Each requested baseline's mean score (and, for random, its full statistics from play here)."""
-    rows: dict[str, dict[str, Any]] = {}
-    reference = REFERENCE.get(envs.resolve(game).name)
-    if "random" in names:
-        games = play_games(RandomAgent(num_actions, seed), game, episodes, seed=seed, num_envs=num_envs)
-        rows["random (played here)"] = {
-            **summarise([g["score"] for g in games], game, seed),
-            "source": "played",
-        }
-    for name, column, label in (("random", 0, "random"), ("human", 1, "human"), ("dqn2015", 2, "DQN")):
-        if name in names and reference is not None:
-            rows[f"{label} (Mnih et al. 2015)"] = {"mean": reference[column], "source": "published"}
-    return rows
-
-
-def markdown(summary: dict[str, Any], meta: dict[str, Any], baselines: dict[str, dict] | None = None) -> str:
-    lines = [
-        f"# Evaluation: {meta['agent']} on {meta['game']}",
-        "",
-        f"Checkpoint `{meta['checkpoint']}` (step {meta['step']:,}, frames {meta.get('frames', 0):,}); "
-        f"{summary['episodes']} games, eval protocol.",
-        "",
-        "| mean | median | std | 95% CI (bootstrap) | min | max | human-normalised |",
-        "|---|---|---|---|---|---|---|",
-        f"| {summary['mean']:.1f} | {summary['median']:.1f} | {summary['std']:.1f} | "
-        f"[{summary['ci95'][0]:.1f}, {summary['ci95'][1]:.1f}] | "
-        f"{summary['min']:.0f} | {summary['max']:.0f} | "
-        f"{summary.get('human_normalised', float('nan')):.2f} |",
-    ]
-    if baselines:
-        lines += ["", "| baseline | mean | median | 95% CI | source |", "|---|---|---|---|---|"]
-        for name, row in baselines.items():
-            ci = f"[{row['ci95'][0]:.1f}, {row['ci95'][1]:.1f}]" if "ci95" in row else "-"
-            median = f"{row['median']:.1f}" if "median" in row else "-"
-            lines.append(f"| {name} | {row['mean']:.1f} | {median} | {ci} | {row['source']} |")
-    if "reference" in summary:
-        ref = summary["reference"]
-        lines += [
-            "",
-            f"Reference ({ref['source']}): random {ref['random']}, human {ref['human']}, "
-            f"DQN {ref['dqn2015']}.",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class EvaluateOptions:
-    """Options of `scripts/evaluate.py`."""
-
-    target: Path
-    """A run directory (uses checkpoints/best, else latest) or a .safetensors checkpoint."""
-    episodes: int = 10
-    """Whole games to play."""
-    seed: int = 0
-    """Evaluation seed (offset so it never equals a training env's seed)."""
-    num_envs: int = EVAL_NUM_ENVS
-    """Games played in parallel; each env plays an equal share, so short games are not favoured."""
-    device: str = "auto"
-    """cpu, cuda or auto."""
-    checkpoint: Checkpoint = "best"
-    """Which checkpoint of a run directory: best or latest."""
-    baselines: str = "random,human,dqn2015"
-    """Comma-separated: random (a uniform random policy played here on the same protocol), human and
-    dqn2015 (published, Mnih et al. 2015)."""
-
-    def __post_init__(self) -> None:
-        check_config(self, positive=("episodes", "num_envs"), non_negative=("seed",))
-
-
-def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
-    """Play the saved policy and the baselines; write eval.json and eval.md beside the run and return the
-    result (its "markdown" is the report)."""
-    names = parse_baselines(opts.baselines)
-    agent, meta = load_agent(opts.target, opts.checkpoint, opts.device)
-    options = meta.get("env_options", {})
-    games = play_games(agent, meta["game"], opts.episodes, seed=opts.seed, num_envs=opts.num_envs, **options)
-    summary = summarise([g["score"] for g in games], meta["game"], opts.seed)
-    baselines = baseline_rows(names, meta["game"], opts.episodes, seed=opts.seed, num_envs=opts.num_envs,
-                              num_actions=agent.num_actions)  # fmt: skip
-    result = {"agent": meta["agent"], "game": meta["game"], "checkpoint": meta["checkpoint"],
-              "step": meta["step"], "games": games, **summary, "baselines": baselines}  # fmt: skip
-    run_dir = run_dir_of(opts.target, meta)
-    write_json_atomic(run_dir / "eval.json", result)
-    report = markdown(summary, meta, baselines)
-    (run_dir / "eval.md").write_text(report)
-    return {**result, "markdown": report}
 
 
 @dataclass(frozen=True)
@@ -255,8 +150,3 @@ def record_games(opts: WatchOptions, stamp: str) -> tuple[list[dict[str, float]]
     games = play_games(agent, meta["game"], opts.episodes, seed=opts.seed, num_envs=1, video_dir=out,
                        **options)  # fmt: skip
     return games, sorted(out.glob("*.mp4"))
-
-
-def summary_line(result: dict[str, Any]) -> str:
-    """The one JSON line the evaluate command prints last."""
-    return json.dumps({k: result[k] for k in ("game", "episodes", "mean", "median", "std", "ci95")})

@@ -60,6 +60,15 @@ def reference_scores(game: str, table: str = "nature2015") -> dict[str, float]:
     return dict(zip(data["columns"], row, strict=True))
 
 
+def has_reference(game: str, table: str = "nature2015") -> bool:
+    """Whether `table` holds `game` (classic control and games outside the table have no human score)."""
+    try:
+        reference_scores(game, table)
+    except ValueError:
+        return False
+    return True
+
+
 def human_normalised(score: ArrayLike, game: str, table: str = "nature2015") -> float | np.ndarray:
     """(score - random) / (human - random): 0 plays like the random policy, 1 like the human tester.
     A scalar gives a float, an array (e.g. one game's runs) an array of the same shape."""

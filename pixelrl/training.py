@@ -22,7 +22,14 @@ import agents
 import envs
 import nets
 from agents.common import check_config
-from pixelrl.checkpoint import find_checkpoint, load_arrays, load_checkpoint, save_arrays, save_checkpoint
+from pixelrl.checkpoint import (
+    find_checkpoint,
+    load_arrays,
+    load_checkpoint,
+    save_arrays,
+    save_checkpoint,
+    write_export,
+)
 from pixelrl.evaluation import play_games, summarise
 from pixelrl.logger import RunLogger, read_jsonl
 from pixelrl.plots import plot_learning_curve
@@ -181,6 +188,8 @@ class Trainer:
         if self.game.kind == "atari" and run.video_every != 0:
             video_every = {} if run.video_every is None else {"video_every": run.video_every}
             options |= {"video_dir": str(self.run_dir / "videos"), **video_every}
+        if self.spec.make_env is not None:  # an agent that steps envs through another library's vector env
+            return self.spec.make_env(run.env, cfg.num_envs, seed=seed, backend=run.backend, **options)
         groups, why = cfg.env_groups, None
         if cfg.num_envs % groups:
             why, groups = f"--num-envs {cfg.num_envs} is not a multiple of --env-groups {groups}", 1
@@ -280,7 +289,11 @@ class Trainer:
         meta = {"agent": self.spec.name, "game": self.game.env_id, "step": s.step,
                 "frames": s.step * self.frames_per_step, "agent_config": dataclasses.asdict(self.cfg),
                 "env_options": self.env_options, "run_config": self._run_config(), **metrics}  # fmt: skip
-        save_checkpoint(self.run_dir / "checkpoints" / which, s.agent.state_dict(), meta)
+        folder = self.run_dir / "checkpoints"
+        if self.spec.export is not None:  # e.g. SB3's zip, signed so that only this user's runs load it
+            folder.mkdir(parents=True, exist_ok=True)
+            meta["export"] = write_export(folder / f"{which}.sb3.zip", lambda p: self.spec.export(s.agent, p))
+        save_checkpoint(folder / which, s.agent.state_dict(), meta)
         if which == "latest" and s.replay is not None:
             save_arrays(self.run_dir / "checkpoints" / "replay.npz", s.replay.state_dict())
 

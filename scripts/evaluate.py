@@ -1,25 +1,32 @@
-"""Evaluate a saved policy on the evaluation protocol and report it against reference scores.
+"""Evaluate saved policies on the evaluation protocol against baselines, with statistics over runs and games.
 
-    python scripts/evaluate.py RUN_DIR_OR_CHECKPOINT [--episodes N] [--seed S]
+    python scripts/evaluate.py RUN [RUN ...] [--baselines random,human,dqn2015,sb3] [--episodes N]
+                               [--table nature2015|human57] [--out DIR]
 
-Plays N whole games (eval mode: no life-loss episodes, raw rewards, sticky actions as in training) with
-seeds disjoint from training, then prints and writes eval.json and eval.md beside the run: mean, median,
-std, a bootstrap 95% CI of the raw score, and the human-normalised score (Mnih et al. 2015 table).
+Plays N whole games per run (eval mode: no life-loss episodes, raw scores, each run's own sticky-action
+setting) with seeds disjoint from training. Runs that share agent, game and protocol are grouped as seeds.
+For each game: mean, median, std and a bootstrap 95% CI of the raw score and the human-normalised score,
+for every group and baseline: random (played here, cached beside the runs), human and DQN (published),
+sb3 (Stable-Baselines3 runs trained with `train.py sb3-ppo|sb3-dqn|sb3-a2c`, given or found beside the
+runs). Over runs and games: IQM, median, mean and optimality gap with stratified bootstrap CIs, the
+probability of improvement between agents, and performance profiles (Agarwal et al. 2021). Writes
+eval.json and eval.md beside each run, and the combined eval.json, eval.md, eval.png (score bars) and
+eval_profiles.png into --out (default: the run directory for one run, else the runs' common folder).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pixelrl import cli, evaluation
+from pixelrl import cli, compare
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    opts = cli.parse(evaluation.EvaluateOptions, argv, prog="evaluate.py", description=__doc__)
+    opts = cli.parse(compare.EvaluateOptions, argv, prog="evaluate.py", description=__doc__)
     with cli.one_line_errors():
-        result = evaluation.evaluate(opts)
+        result = compare.evaluate(opts)
     print(result["markdown"])
-    print(evaluation.summary_line(result))
+    print(compare.summary_line(result))
     return result
 
 

@@ -20,6 +20,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # backend="auto" reads the env speeds `benchmark.py envs` recorded on this machine (envs.speeds_file()):
     # tests start from none, so that they do not depend on what was measured here.
     os.environ["PIXELRL_ENV_SPEEDS"] = os.path.join(tempfile.mkdtemp(prefix="pixelrl-speeds-"), "none.json")
+    # Exported SB3 zips are signed with a per-user key (pixelrl.checkpoint): tests use their own, not yours.
+    os.environ.setdefault("PIXELRL_KEY_FILE", os.path.join(tempfile.mkdtemp(prefix="pixelrl-key-"), "key"))
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))

@@ -13,7 +13,7 @@ import pytest
 
 import envs
 from envs.video import read_mp4
-from pixelrl import evaluation, training
+from pixelrl import compare, evaluation, training
 from pixelrl.checkpoint import load_arrays, load_checkpoint, read_meta, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,20 +81,24 @@ def test_evaluate_writes_statistics_against_the_reference(trained, script):
     assert saved["human_normalised"] == pytest.approx((saved["mean"] - 1.7) / (31.8 - 1.7))
     report = (run_dir / "eval.md").read_text()
     assert "human-normalised" in report and "random (played here)" in report
-    random = saved["baselines"]["random (played here)"]
+    baselines = saved["baselines"]["ALE/Breakout-v5"]
+    random = baselines["random (played here)"]
     assert random["episodes"] == 3 and random["source"] == "played"
-    assert saved["baselines"]["human (Mnih et al. 2015)"]["mean"] == 31.8
+    assert baselines["human (Mnih et al. 2015)"]["mean"] == 31.8
     assert result["game"] == "ALE/Breakout-v5"
 
 
 def test_evaluate_and_watch_take_the_run_directory_as_a_positional_argument(tmp_path, script):
     from pixelrl import cli
 
-    args = cli.parse(evaluation.EvaluateOptions, [str(tmp_path), "--episodes", "2"], prog="", description="")
-    assert args.target == tmp_path and args.episodes == 2
+    args = cli.parse(compare.EvaluateOptions, [str(tmp_path), str(tmp_path / "b"), "--episodes", "2"],
+                     prog="", description="")  # fmt: skip
+    assert args.targets == (tmp_path, tmp_path / "b") and args.episodes == 2
     assert cli.parse(evaluation.WatchOptions, [str(tmp_path)], prog="", description="").target == tmp_path
-    with pytest.raises(SystemExit, match="error: --baselines sb3 is not available yet"):
-        script("evaluate")([str(tmp_path), "--baselines", "random,sb3"])
+    with pytest.raises(SystemExit, match="error: unknown baseline"):
+        script("evaluate")([str(tmp_path), "--baselines", "random,sb4"])
+    with pytest.raises(SystemExit, match="error: --baselines dqn2015 comes with the nature2015 table"):
+        script("evaluate")([str(tmp_path), "--table", "human57"])
 
 
 def test_resume_continues_from_the_latest_checkpoint_with_the_same_global_step(trained, tmp_path, script):
@@ -170,7 +174,7 @@ def _safe_rows(run_dir):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["dqnn", "--env", "Pong"], "unknown agent 'dqnn' (did you mean dqn, drqn?)"),
+        (["dqnn", "--env", "Pong"], "unknown agent 'dqnn' (did you mean dqn, drqn, sb3-dqn?)"),
         (["dqn", "--env", "Pongg"], "closest valid names: Pong"),
         (["dqn", "--env", "Pong", "--frames", "0"], "--frames must be positive"),
         (["dqn", "--env", "Pong", "--lr", "0"], "--lr must be positive"),
