@@ -241,7 +241,8 @@ class SB3Agent:
 
 
 METRIC_NAMES = {  # SB3's logger keys -> ours (design §5.3); others keep SB3's name under sb3/
-    "train/policy_gradient_loss": "losses/policy",
+    "train/policy_gradient_loss": "losses/policy",  # PPO
+    "train/policy_loss": "losses/policy",  # A2C
     "train/value_loss": "losses/value",
     "train/approx_kl": "losses/approx_kl",
     "train/clip_fraction": "losses/clipfrac",
