@@ -10,6 +10,7 @@ import stable_baselines3 as sb3
 
 import envs
 from agents.sb3 import make_vec_env
+from envs.video import read_mp4
 from pixelrl.checkpoint import load_checkpoint, read_meta
 from pixelrl.evaluation import load_agent
 
@@ -127,3 +128,10 @@ def test_sb3_a2c_trains_and_logs_its_losses(tmp_path, script):
     summary = script("train")(argv)
     assert summary["global_step"] >= 2000
     assert any("losses/value" in r and "losses/policy" in r for r in rows(run_dir))
+
+
+def test_watch_films_an_sb3_run_as_it_films_ours(dqn_breakout, tmp_path, script):
+    paths = script("watch")([str(dqn_breakout), "--episodes", "1", "--out", str(tmp_path), "--live", "False"])
+    assert len(paths) == 1 and "score" in paths[0].name
+    frames = read_mp4(paths[0])
+    assert frames.shape[1:] == (210, 160, 3) and frames.std() > 10  # the game's colour screen, not a blank
