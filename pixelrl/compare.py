@@ -174,12 +174,17 @@ def aggregates(groups: dict[tuple, dict], table: str, seed: int = 0) -> dict[str
     stratified bootstrap 95% CIs; the probability of improvement between agents on the same games; and
     performance profiles. Needs the same number of runs on every game of an agent."""
     by_agent: dict[str, dict[str, list[float]]] = {}
+    matrices, notes, mixed = {}, [], set()
     for (agent, game, _), g in groups.items():
         if stats.has_reference(game, table):
             norm = stats.human_normalised(np.array(g["summary"]["run_means"]), game, table)
-            by_agent.setdefault(agent, {})[game] = list(np.atleast_1d(norm))
-    matrices, notes = {}, []
+            if game in by_agent.setdefault(agent, {}):  # one game twice would overwrite one protocol's runs
+                notes.append(f"{agent}: several protocols on {game}; no aggregate")
+                mixed.add(agent)
+            by_agent[agent][game] = list(np.atleast_1d(norm))
     for agent, per_game in by_agent.items():
+        if agent in mixed:
+            continue
         counts = {len(v) for v in per_game.values()}
         if len(counts) != 1:
             notes.append(f"{agent}: runs per game differ ({sorted(counts)}); no aggregate")
@@ -262,8 +267,12 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
 
     agg = aggregates(groups, opts.table, opts.seed)
     result = report(runs, groups, baselines, agg, opts)
-    for run in runs if len(runs) > 1 else []:  # each run's own file; with one run the combined one is it
-        own = {k: v for k, v in result.items() if k != "markdown"} | {"runs": [run_entry(run, opts.table)]}
+    for run in runs:  # each run's own file, as a one-run call writes it; the combined one where that is it
+        if run.run_dir.resolve() == out.resolve():
+            continue
+        entry = run_entry(run, opts.table)
+        own = {k: v for k, v in result.items() if k != "markdown"} | {"runs": [entry]}
+        own |= {k: v for k, v in entry.items() if k != "target"}
         write_json_atomic(run.run_dir / "eval.json", own)
         (run.run_dir / "eval.md").write_text(run_markdown(run, opts))
     out.mkdir(parents=True, exist_ok=True)
