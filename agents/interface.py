@@ -89,7 +89,7 @@ class AgentSpec:
     None: `envs.make`, whose envs every agent of ours steps."""
     export: Callable[[Any, Path], None] | None = None
     """(agent, path): write the agent in another library's own format beside each checkpoint (SB3's zip),
-    for that library's tools; the run records the file's SHA-256 in the checkpoint."""
+    for that library's tools; the run records its keyed signature (HMAC-SHA256) in the checkpoint."""
     load_export: Callable[[Path, Any, str], Agent] | None = None
     """(path, cfg, device) -> agent from such a file, once the run layer has verified it is one it wrote."""
     resumable: tuple[str, ...] = ("frames",)

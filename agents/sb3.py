@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import multiprocessing
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,13 +128,14 @@ class A2CConfig:
 
 @dataclass(frozen=True)
 class DQNConfig:
-    """SB3 DQN, with the zoo's "atari" hyperparameters (which store frames once: optimize_memory_usage)."""
+    """SB3 DQN, with the zoo's "atari" hyperparameters. SB3's replay stores obs and next_obs apart: 100k
+    Atari transitions take about 5.6 GB (ours store each frame once, design §1)."""
 
     frames: int = 40_000_000
     """Training budget in emulator frames (the zoo's n_timesteps 1e7 agent steps x 4)."""
     num_envs: int = 1
     """Parallel envs (zoo: 1)."""
-    buffer_size: int = 10_000
+    buffer_size: int = 100_000
     """Replay capacity in transitions."""
     learning_rate: float = 1e-4
     """Adam learning rate."""
@@ -162,7 +165,8 @@ class DQNConfig:
         return 1
 
     def __post_init__(self) -> None:
-        _positive(self, "buffer_size", "learning_rate", "batch_size", "target_update_interval", "train_freq")
+        _positive(self, "buffer_size", "learning_rate", "batch_size", "target_update_interval", "train_freq",
+                  "gradient_steps")  # fmt: skip
         check_config(self, non_negative=("learning_starts",),
                      unit=("exploration_fraction", "exploration_final_eps", "eval_epsilon"))  # fmt: skip
 
@@ -179,9 +183,6 @@ def _sb3_kwargs(cfg: Any, pixels: bool) -> dict[str, Any]:
         kwargs["clip_range"] = LinearSchedule(cfg.clip_range, 0.0, 1.0)
     if getattr(cfg, "rmsprop_tf_like", False):
         policy_kwargs |= {"optimizer_class": RMSpropTFLike, "optimizer_kwargs": {"eps": 1e-5}}
-    if isinstance(cfg, DQNConfig):  # frames stored once; SB3 refuses timeout handling with it
-        kwargs |= {"optimize_memory_usage": pixels,
-                   "replay_buffer_kwargs": {"handle_timeout_termination": not pixels}}  # fmt: skip
     return kwargs | ({"policy_kwargs": policy_kwargs} if policy_kwargs else {})
 
 
@@ -196,13 +197,22 @@ def make_vec_env(
                          "use --backend sync, async or auto")  # fmt: skip
     kind = envs.resolve(game).kind
     subproc = backend in ("async", "gymnasium") or (backend == "auto" and kind == "atari" and num_envs > 1)
-    worker = functools.partial(envs.make_single, game, mode=mode, **options)
+    worker = functools.partial(_worker_env, game, mode=mode, **options)
     fns = [functools.partial(worker, env_index=i) for i in range(num_envs)]
     venv = SubprocVecEnv(fns) if subproc else DummyVecEnv(fns)
     venv.seed(seed)
     name = "SB3 SubprocVecEnv" if subproc else "SB3 DummyVecEnv"
     venv.metadata = {**(venv.metadata or {}), "backend": name, "backend_why": f"--backend {backend}"}
     return venv
+
+
+def _worker_env(game: str, **kwargs: Any) -> Any:
+    """An env of ours in an SB3 worker. A terminal's Ctrl-C (and `timeout`'s SIGTERM) reaches the whole
+    process group: the workers ignore it, so that the trainer saves its checkpoint and closes them."""
+    if multiprocessing.parent_process() is not None:  # in a SubprocVecEnv worker, not the trainer
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return envs.make_single(game, **kwargs)
 
 
 class SB3Agent:
@@ -228,7 +238,11 @@ class SB3Agent:
             model.train(gradient_steps=model.gradient_steps, batch_size=model.batch_size)
         logged = dict(model.logger.name_to_value)
         model.logger.dump()  # no output formats: this only clears SB3's logger
-        return {METRIC_NAMES.get(k, "sb3/" + k): float(v) for k, v in logged.items()}
+        names = METRIC_NAMES | ({"train/loss": "losses/td_loss"} if isinstance(model, sb3.DQN) else {})
+        out = {names.get(k, "sb3/" + k): float(v) for k, v in logged.items()}
+        if "train/entropy_loss" in logged:  # SB3 logs minus the entropy
+            out["losses/entropy"] = -float(logged["train/entropy_loss"])
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         policy = self.model.policy
@@ -246,7 +260,7 @@ METRIC_NAMES = {  # SB3's logger keys -> ours (design §5.3); others keep SB3's 
     "train/value_loss": "losses/value",
     "train/approx_kl": "losses/approx_kl",
     "train/clip_fraction": "losses/clipfrac",
-    "train/loss": "losses/td",
+    "train/clip_range": "charts/clip",
     "train/learning_rate": "charts/learning_rate",
     "rollout/exploration_rate": "charts/epsilon",
 }
@@ -280,7 +294,7 @@ def _maker(algo: str) -> Any:
 def export_zip(agent: SB3Agent, path: Path) -> None:
     """SB3's own save format (a zip: JSON, pickled objects and torch files), for SB3's and the zoo's tools.
     Our runs never need it back; loading one runs pickle, so `pixelrl.checkpoint.verified_export` admits
-    only the zips a run wrote (checked against the SHA-256 its safetensors checkpoint records)."""
+    only the zips a run wrote (checked against the keyed signature its safetensors checkpoint records)."""
     agent.model.save(path)
 
 
@@ -323,7 +337,9 @@ def train(
     model.num_timesteps = model._num_timesteps_at_start = start_step  # schedules continue on a resume
     on_policy = hasattr(model, "rollout_buffer")
     if not on_policy and start_step > 0:
-        model.learning_starts = start_step + cfg.learning_starts  # the replay starts empty again
+        # The replay starts empty again: updates wait for it to refill, while the policy acts
+        # epsilon-greedily (SB3 acts at random before its `learning_starts`, so the loop passes the config's).
+        model.learning_starts = start_step + cfg.learning_starts
     callback.on_training_start(locals(), globals())
     stats: dict[str, float] = {}
     while model.num_timesteps < total_steps:
@@ -336,7 +352,7 @@ def train(
         else:
             rollout = model.collect_rollouts(
                 model.env, train_freq=model.train_freq, action_noise=None, callback=callback,
-                learning_starts=model.learning_starts, replay_buffer=model.replay_buffer, log_interval=None,
+                learning_starts=cfg.learning_starts, replay_buffer=model.replay_buffer, log_interval=None,
             )  # fmt: skip
             if not rollout.continue_training:
                 break

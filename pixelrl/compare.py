@@ -64,9 +64,10 @@ class EvaluateOptions:
     """cpu, cuda or auto."""
     checkpoint: Checkpoint = "best"
     """Which checkpoint of a run directory: best or latest."""
-    baselines: str = "random,human,dqn2015"
+    baselines: str | None = None
     """Comma-separated: random (played here on the same protocol, cached), human and dqn2015 (published),
-    sb3 (Stable-Baselines3 runs of the same game and protocol, given or in the same folder)."""
+    sb3 (Stable-Baselines3 runs of the same game and protocol, given or in the same folder). Default:
+    random, human, and dqn2015 where the table has it."""
     table: Table = "nature2015"
     """Reference scores for human normalisation and the published baselines: nature2015 (Mnih et al. 2015,
     49 games, random/human/DQN) or human57 (the later human set of 57 games; no DQN column)."""
@@ -76,6 +77,10 @@ class EvaluateOptions:
 
     def __post_init__(self) -> None:
         check_config(self, positive=("episodes", "num_envs"), non_negative=("seed",))
+        if not self.targets:
+            raise ValueError("name at least one run directory or checkpoint to evaluate")
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--out {self.out} is a file; give a folder for the reports")
 
 
 @dataclass
@@ -98,7 +103,9 @@ def protocol_key(meta: dict[str, Any]) -> str:
     return json.dumps(meta.get("env_options", {}), sort_keys=True)
 
 
-def parse_baselines(text: str, table: str) -> list[str]:
+def parse_baselines(text: str | None, table: str) -> list[str]:
+    if text is None:
+        return ["random", "human", "dqn2015"] if table == "nature2015" else ["random", "human"]
     names = [b.strip() for b in text.split(",") if b.strip()]
     unknown = [b for b in names if b not in BASELINES]
     if unknown:
@@ -166,6 +173,9 @@ def group_summary(seed_scores: list[list[float]], game: str, table: str, seed: i
             picks = rng.integers(0, len(seed_scores), len(seed_scores))
             means.append(np.mean([rng.choice(seed_scores[i], len(seed_scores[i])).mean() for i in picks]))
         out["ci95"] = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+        if "human_normalised" in out:
+            out["human_normalised_ci95"] = [float(stats.human_normalised(c, game, table))
+                                            for c in out["ci95"]]  # fmt: skip
     return out
 
 
@@ -173,29 +183,28 @@ def aggregates(groups: dict[tuple, dict], table: str, seed: int = 0) -> dict[str
     """Per agent, over its runs and games (human-normalised): IQM, median, mean and optimality gap with
     stratified bootstrap 95% CIs; the probability of improvement between agents on the same games; and
     performance profiles. Needs the same number of runs on every game of an agent."""
-    by_agent: dict[str, dict[str, list[float]]] = {}
-    matrices, notes, mixed = {}, [], set()
-    for (agent, game, _), g in groups.items():
+    # An agent on another protocol (sticky 0 vs the default) is another entry, compared only with its own.
+    by_name: dict[str, tuple[str, dict[str, list[float]]]] = {}
+    for (agent, game, protocol), g in groups.items():
         if stats.has_reference(game, table):
             norm = stats.human_normalised(np.array(g["summary"]["run_means"]), game, table)
-            if game in by_agent.setdefault(agent, {}):  # one game twice would overwrite one protocol's runs
-                notes.append(f"{agent}: several protocols on {game}; no aggregate")
-                mixed.add(agent)
-            by_agent[agent][game] = list(np.atleast_1d(norm))
-    for agent, per_game in by_agent.items():
-        if agent in mixed:
-            continue
+            per_game = by_name.setdefault(_label(agent, protocol), (protocol, {}))[1]
+            per_game[game] = list(np.atleast_1d(norm))
+    matrices, notes = {}, []
+    for name, (protocol, per_game) in by_name.items():
         counts = {len(v) for v in per_game.values()}
         if len(counts) != 1:
-            notes.append(f"{agent}: runs per game differ ({sorted(counts)}); no aggregate")
+            notes.append(f"{name}: runs per game differ ({sorted(counts)}); no aggregate")
             continue
-        matrices[agent] = (sorted(per_game), np.array([per_game[g] for g in sorted(per_game)]).T)
+        matrices[name] = (sorted(per_game), np.array([per_game[g] for g in sorted(per_game)]).T, protocol)
+        if counts == {1}:
+            notes.append(f"{name}: one run per game, so its intervals show no variation between seeds")
     out: dict[str, Any] = {"table": table, "agents": {}, "improvement": [], "notes": notes}
-    for agent, (games, x) in matrices.items():
+    for agent, (games, x, _) in matrices.items():
         row: dict[str, Any] = {"games": games, "runs": x.shape[0]}
         for name, fn in (
             ("iqm", stats.iqm),
-            ("median", np.median),
+            ("median", stats.median_of_means),  # Agarwal et al.: the median over games of mean scores
             ("mean", np.mean),
             ("optimality_gap", stats.optimality_gap),
         ):
@@ -203,7 +212,7 @@ def aggregates(groups: dict[tuple, dict], table: str, seed: int = 0) -> dict[str
             row[name] = {"value": point, "ci95": [low, high]}
         out["agents"][agent] = row
     for a, b in itertools.permutations(matrices, 2):
-        if matrices[a][0] == matrices[b][0]:
+        if matrices[a][0] == matrices[b][0] and matrices[a][2] == matrices[b][2]:  # same games and protocol
             point, low, high = stats.probability_of_improvement_ci(matrices[a][1], matrices[b][1], seed=seed)
             out["improvement"].append({"x": a, "y": b, "p": point, "ci95": [low, high]})
     out["_matrices"] = matrices
@@ -214,10 +223,14 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     """Evaluate every target and the baselines; write the per-run and the combined reports. Everything that
     can be refused (a missing run, a baseline that cannot be found) is refused before any game is played."""
     names = parse_baselines(opts.baselines, opts.table)
-    runs = []
+    runs: list[Run] = []
     for target in opts.targets:
         agent, meta = load_agent(target, opts.checkpoint, opts.device)
-        runs.append(Run(Path(target), run_dir_of(target, meta), meta, agent))
+        run = Run(Path(target), run_dir_of(target, meta), meta, agent)
+        if any(r.run_dir.resolve() == run.run_dir.resolve() for r in runs):
+            raise ValueError(f"{target} is a run already named ({run.run_dir}); a run counts once as a seed")
+        runs.append(run)
+    named = len(runs)  # per-run files are written for these; SB3 runs found beside them keep theirs
     if "sb3" in names:
         for path in find_sb3_runs(runs):
             agent, meta = load_agent(path, opts.checkpoint, opts.device)
@@ -233,6 +246,7 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
             )
     out = opts.out or (runs[0].run_dir if len(runs) == 1 else common_folder([r.run_dir for r in runs]))
     cache = common_folder([r.run_dir for r in runs]) / CACHE_DIR
+    out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now, not after the games
 
     for run in runs:  # ours and SB3's alike
         options = run.meta.get("env_options", {})
@@ -267,27 +281,28 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
 
     agg = aggregates(groups, opts.table, opts.seed)
     result = report(runs, groups, baselines, agg, opts)
-    for run in runs:  # each run's own file, as a one-run call writes it; the combined one where that is it
+    for run in runs[
+        :named
+    ]:  # each run's own file, as a one-run call writes it; the combined one where that is it
         if run.run_dir.resolve() == out.resolve():
             continue
-        entry = run_entry(run, opts.table)
+        entry = run_entry(run, opts.table, opts.seed)
         own = {k: v for k, v in result.items() if k != "markdown"} | {"runs": [entry]}
         own |= {k: v for k, v in entry.items() if k != "target"}
         write_json_atomic(run.run_dir / "eval.json", own)
         (run.run_dir / "eval.md").write_text(run_markdown(run, opts))
-    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "eval.json", {k: v for k, v in result.items() if k != "markdown"})
     (out / "eval.md").write_text(result["markdown"])
     plot_score_bars(result["bars"], out / "eval.png", title=f"Evaluation: {opts.episodes} games per run")
     if agg["_matrices"]:
         taus = np.linspace(
-            min(-0.1, min(x.min() for _, x in agg["_matrices"].values())),
-            max(1.1, max(x.max() for _, x in agg["_matrices"].values())),
+            min(-0.1, min(x.min() for _, x, _ in agg["_matrices"].values())),
+            max(1.1, max(x.max() for _, x, _ in agg["_matrices"].values())),
             101,
         )
         profiles = {
             a: (taus, *stats.performance_profile_ci(x, taus, seed=opts.seed))
-            for a, (_, x) in agg["_matrices"].items()
+            for a, (_, x, _) in agg["_matrices"].items()
         }
         plot_performance_profiles(
             profiles, out / "eval_profiles.png", title=f"Performance profiles ({opts.table})"
@@ -322,7 +337,7 @@ def published_rows(names: list[str], game: str, table: str) -> dict[str, dict[st
     return rows
 
 
-def run_entry(run: Run, table: str) -> dict[str, Any]:
+def run_entry(run: Run, table: str, seed: int = 0) -> dict[str, Any]:
     return {
         "target": str(run.target),
         "agent": run.meta["agent"],
@@ -332,7 +347,7 @@ def run_entry(run: Run, table: str) -> dict[str, Any]:
         "frames": run.meta.get("frames"),
         "env_options": run.meta.get("env_options", {}),
         "games": run.games,
-        **summarise([g["score"] for g in run.games], run.meta["game"], table=table),
+        **summarise([g["score"] for g in run.games], run.meta["game"], seed, table),
     }
 
 
@@ -347,10 +362,12 @@ def _fmt(x: Any, digits: int = 1) -> str:
 
 def _row(label: str, s: dict[str, Any], source: str) -> str:
     ci = f"[{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]" if "ci95" in s else "-"
+    norm = _fmt(s.get("human_normalised"), 2)
+    if "human_normalised_ci95" in s:
+        norm += " [{:.2f}, {:.2f}]".format(*s["human_normalised_ci95"])
     return (
         f"| {label} | {s.get('runs', '-')} | {s.get('episodes', '-')} | {s['mean']:.1f} | "
-        f"{_fmt(s.get('median'))} | {_fmt(s.get('std'))} | {ci} | {_fmt(s.get('human_normalised'), 2)} | "
-        f"{source} |"
+        f"{_fmt(s.get('median'))} | {_fmt(s.get('std'))} | {ci} | {norm} | {source} |"
     )
 
 
@@ -372,12 +389,12 @@ def report(
         lines += [
             f"## {_label(game, protocol)}",
             "",
-            "| agent | runs | games | mean | median | std | 95% CI | human-normalised | source |",
+            "| agent | runs | games | mean | median | std | 95% CI | human-normalised [95% CI] | source |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for (agent, g_game, g_protocol), g in groups.items():
             if (g_game, g_protocol) == (game, protocol):
-                source = "SB3 baseline, played" if agent.startswith("sb3-") else "played"
+                source = "Stable-Baselines3, played" if agent.startswith("sb3-") else "played"
                 lines.append(_row(agent, g["summary"], source))
                 bars.append(
                     {
@@ -418,7 +435,12 @@ def report(
             lines.append(f"| {agent} | {row['runs']} x {len(row['games'])} | {' | '.join(cells)} |")
         lines.append("")
     if agg["improvement"]:
-        lines += ["| X | Y | P(X > Y) [95% CI] |", "|---|---|---|"]
+        lines += [
+            "Probability of improvement: how likely a run of X scores above a run of Y on a game.",
+            "",
+            "| X | Y | P(X > Y) [95% CI] |",
+            "|---|---|---|",
+        ]
         lines += [
             f"| {r['x']} | {r['y']} | {r['p']:.2f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] |"
             for r in agg["improvement"]
@@ -439,7 +461,7 @@ def report(
         "bars": bars,
         "baselines": {_label(g, p): rows for (g, p), rows in baselines.items()},
         "aggregates": agg_json,
-        "runs": [run_entry(r, opts.table) for r in runs],
+        "runs": [run_entry(r, opts.table, opts.seed) for r in runs],
     }
     if len(runs) == 1:  # the single-run fields of design §2 at the top level
         result |= {k: v for k, v in result["runs"][0].items() if k not in ("target",)}
@@ -447,7 +469,7 @@ def report(
 
 
 def run_markdown(run: Run, opts: EvaluateOptions) -> str:
-    s = summarise([g["score"] for g in run.games], run.meta["game"], opts.seed)
+    s = summarise([g["score"] for g in run.games], run.meta["game"], opts.seed, opts.table)
     ci = f"[{s['ci95'][0]:.1f}, {s['ci95'][1]:.1f}]"
     return "\n".join([
         f"# Evaluation: {run.meta['agent']} on {run.meta['game']}", "",

@@ -79,7 +79,7 @@ def test_an_sb3_run_writes_the_run_directory_contract(dqn_breakout):
     lines = rows(run_dir)
     games = [r for r in lines if "episode_return" in r]
     assert games and all(r["episode_length"] > 0 and r["episode_return"] >= 0 for r in games)
-    assert any("losses/td" in r for r in lines) and any("charts/epsilon" in r for r in lines)
+    assert any("losses/td_loss" in r for r in lines) and any("charts/epsilon" in r for r in lines)
     assert [r["frames"] for r in lines if "eval/mean_return" in r] == [800, 1600]
     assert read_meta(run_dir / "checkpoints" / "latest")["step"] == 400
     assert sorted((run_dir / "videos").glob("*.mp4")) and (run_dir / "curve.png").exists()

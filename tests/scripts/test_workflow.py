@@ -98,7 +98,7 @@ def test_evaluate_and_watch_take_the_run_directory_as_a_positional_argument(tmp_
     with pytest.raises(SystemExit, match="error: unknown baseline"):
         script("evaluate")([str(tmp_path), "--baselines", "random,sb4"])
     with pytest.raises(SystemExit, match="error: --baselines dqn2015 comes with the nature2015 table"):
-        script("evaluate")([str(tmp_path), "--table", "human57"])
+        script("evaluate")([str(tmp_path), "--table", "human57", "--baselines", "random,dqn2015"])
 
 
 def test_resume_continues_from_the_latest_checkpoint_with_the_same_global_step(trained, tmp_path, script):
