@@ -166,4 +166,6 @@ def train(
             yield global_step, [{**metrics, "charts/learning_rate": cfg.lr * frac}]
 
 
-SPEC = AgentSpec("a2c", Config, PRESETS, make_agent, train, resumable=("frames", "env_groups"))
+SPEC = AgentSpec(
+    "a2c", Config, PRESETS, make_agent, train, on_policy=True, resumable=("frames", "env_groups")
+)

@@ -92,6 +92,10 @@ class AgentSpec:
     for that library's tools; the run records its keyed signature (HMAC-SHA256) in the checkpoint."""
     load_export: Callable[[Path, Any, str], Agent] | None = None
     """(path, cfg, device) -> agent from such a file, once the run layer has verified it is one it wrote."""
+    on_policy: bool = False
+    """Its loop yields while it collects a rollout, and those steps are trained on only at the yield that
+    carries the update's statistics (a `losses/` row). Checkpoints record that step, so an interrupted run
+    never counts steps it did not train on."""
     resumable: tuple[str, ...] = ("frames",)
     """Config fields a resume may change: how long and how fast to train, never what is learned."""
 

@@ -266,4 +266,6 @@ def train(
         )
 
 
-SPEC = AgentSpec("ppo", Config, PRESETS, make_agent, train, resumable=("frames", "env_groups"))
+SPEC = AgentSpec(
+    "ppo", Config, PRESETS, make_agent, train, on_policy=True, resumable=("frames", "env_groups")
+)

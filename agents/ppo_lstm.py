@@ -174,5 +174,5 @@ def make_agent(cfg: Config, env: gym.vector.VectorEnv, device: str = "auto", see
 train = functools.partial(ppo.train, recurrent=True)
 
 
-SPEC = AgentSpec("ppo-lstm", Config, PRESETS, make_agent, train, env_options=env_options,
+SPEC = AgentSpec("ppo-lstm", Config, PRESETS, make_agent, train, env_options=env_options, on_policy=True,
                  resumable=("frames", "env_groups"))  # fmt: skip

@@ -232,4 +232,4 @@ def _update(agent: Reinforce, steps: list, gamma: float) -> dict[str, float]:
     return agent.update(b_batch) | {"charts/batch_steps": len(steps)}
 
 
-SPEC = AgentSpec("reinforce", Config, PRESETS, make_agent, train, env_options=env_options)
+SPEC = AgentSpec("reinforce", Config, PRESETS, make_agent, train, env_options=env_options, on_policy=True)

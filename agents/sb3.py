@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import multiprocessing
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,22 +195,13 @@ def make_vec_env(
                          "use --backend sync, async or auto")  # fmt: skip
     kind = envs.resolve(game).kind
     subproc = backend in ("async", "gymnasium") or (backend == "auto" and kind == "atari" and num_envs > 1)
-    worker = functools.partial(_worker_env, game, mode=mode, **options)
+    worker = functools.partial(envs.make_single, game, mode=mode, **options)  # workers ignore Ctrl-C
     fns = [functools.partial(worker, env_index=i) for i in range(num_envs)]
     venv = SubprocVecEnv(fns) if subproc else DummyVecEnv(fns)
     venv.seed(seed)
     name = "SB3 SubprocVecEnv" if subproc else "SB3 DummyVecEnv"
     venv.metadata = {**(venv.metadata or {}), "backend": name, "backend_why": f"--backend {backend}"}
     return venv
-
-
-def _worker_env(game: str, **kwargs: Any) -> Any:
-    """An env of ours in an SB3 worker. A terminal's Ctrl-C (and `timeout`'s SIGTERM) reaches the whole
-    process group: the workers ignore it, so that the trainer saves its checkpoint and closes them."""
-    if multiprocessing.parent_process() is not None:  # in a SubprocVecEnv worker, not the trainer
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    return envs.make_single(game, **kwargs)
 
 
 class SB3Agent:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import multiprocessing
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -125,6 +127,12 @@ def make_single(game: str, *, mode: Mode = "train", env_index: int = 0, **option
     """One wrapped, unvectorised env (for env checkers and as a vector env's worker). Env 0 records video
     when `video_dir` is set (classic control then renders with render_mode="rgb_array"; no other env does,
     so that training without video pays nothing for it). Seeding is the caller's: reset(seed=...)."""
+    if multiprocessing.parent_process() is not None:
+        # A worker process (gymnasium's AsyncVectorEnv, SB3's SubprocVecEnv): a terminal's Ctrl-C and
+        # `timeout`'s SIGTERM reach the whole process group, and the trainer stops, saves and closes the
+        # workers itself. A worker that died of the signal first would turn that into a BrokenPipeError.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     spec = resolve(game)
     if spec.kind == "classic":
         classic = _classic_options(game, spec, mode, options)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 import agents
@@ -26,6 +27,7 @@ from pixelrl.checkpoint import (
     find_checkpoint,
     load_arrays,
     load_checkpoint,
+    read_meta,
     save_arrays,
     save_checkpoint,
     write_export,
@@ -102,6 +104,8 @@ class Session:
     seed: int
     replay: Any = None  # the agent's replay buffer when it is saved with checkpoints
     step: int = 0
+    trained_step: int = 0  # the step of the last completed update: what a checkpoint records
+    saved_step: int = 0  # the step the latest checkpoint holds
     started: float = dataclasses.field(default_factory=time.perf_counter)
     last_eval: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -179,7 +183,17 @@ class Trainer:
         print(f"{self.spec.name} on {self.game.env_id}: {cfg.frames:,} frames, {cfg.num_envs} envs on "
               f"{envs.backend_of(env)}, "
               f"{device}, run directory {self.run_dir}", file=sys.stderr)  # fmt: skip
-        return Session(env, agent, logger, start_step, seed, replay, step=start_step)
+        return Session(
+            env,
+            agent,
+            logger,
+            start_step,
+            seed,
+            replay,
+            step=start_step,
+            trained_step=start_step,
+            saved_step=start_step,
+        )
 
     def _make_env(self, seed: int) -> Any:
         """The training envs, in the agent's env groups where EnvPool can step them (see
@@ -222,42 +236,60 @@ class Trainer:
         recent, sps, t_log, step_log = deque(maxlen=20), 0.0, time.perf_counter(), s.start_step
         t_ckpt, next_eval = time.monotonic(), s.start_step * fps // self.eval_every_frames + 1
         videos_seen = set(self.run_dir.glob("videos/*.mp4"))
-        with _signals_interrupt() as stop:
-            try:
-                for s.step, rows in steps:
-                    for row in rows:
-                        if "episode_return" in row:
-                            recent.append(row["episode_return"])
-                            self._new_videos(s.logger, videos_seen, s.step)
-                        else:
-                            now = time.perf_counter()
-                            sps = (s.step - step_log) / max(now - t_log, 1e-9)
-                            row["sps"] = row["perf/sps"] = sps
-                            t_log, step_log = now, s.step
-                        s.logger.log(
-                            {"global_step": s.step, "frames": s.step * fps, "time": time.time(), **row}
-                        )
-                    bar.update(s.step * fps - bar.n)
-                    if rows:
-                        bar.set_postfix(
-                            score=f"{np.mean(recent):.1f}" if recent else "-", sps=f"{sps:.0f}", refresh=False
-                        )
-                    if s.step * fps >= next_eval * self.eval_every_frames:
-                        next_eval = s.step * fps // self.eval_every_frames + 1
-                        s.last_eval = self._evaluate_and_save(s)
-                        t_ckpt = time.monotonic()
-                    elif time.monotonic() - t_ckpt > run.checkpoint_minutes * 60:
-                        self.save(s, "latest", {"best_eval": self.best_eval})
-                        t_ckpt = time.monotonic()
-            except KeyboardInterrupt:
-                stop.ignore_more()  # a second Ctrl-C or kill must not cut the checkpoint short
-                bar.close()
-                self.save(s, "latest", {"best_eval": self.best_eval})
-                s.logger.close()
-                s.env.close()
-                why = "killed" if stop.signum == signal.SIGTERM else "interrupted"
-                raise Interrupted(f"{why} at frame {s.step * fps:,}; checkpoint saved") from None
+        with _deferred_stop() as stop:
+            for s.step, rows in steps:
+                # On-policy loops yield while collecting: those steps count once the update has used them.
+                if not self.spec.on_policy or any(k.startswith("losses/") for r in rows for k in r):
+                    s.trained_step = s.step
+                for row in rows:
+                    if "episode_return" in row:
+                        recent.append(row["episode_return"])
+                        self._new_videos(s.logger, videos_seen, s.step)
+                    else:
+                        self._check_finite(s, row)
+                        now = time.perf_counter()
+                        sps = (s.step - step_log) / max(now - t_log, 1e-9)
+                        row["sps"] = row["perf/sps"] = sps
+                        t_log, step_log = now, s.step
+                    s.logger.log({"global_step": s.step, "frames": s.step * fps, "time": time.time(), **row})
+                bar.update(s.step * fps - bar.n)
+                if rows:
+                    bar.set_postfix(
+                        score=f"{np.mean(recent):.1f}" if recent else "-", sps=f"{sps:.0f}", refresh=False
+                    )
+                if stop.signum is not None:  # Ctrl-C or a kill arrived: stop here, between updates
+                    bar.close()
+                    self.save(s, "latest", {"best_eval": self.best_eval})
+                    s.logger.close()
+                    _close_quietly(s.env)
+                    why = "killed" if stop.signum == signal.SIGTERM else "interrupted"
+                    frames = s.trained_step * fps
+                    raise Interrupted(f"{why} at frame {frames:,}; the last completed update is saved")
+                if s.step * fps >= next_eval * self.eval_every_frames:
+                    next_eval = s.step * fps // self.eval_every_frames + 1
+                    s.last_eval = self._evaluate_and_save(s)
+                    t_ckpt = time.monotonic()
+                elif time.monotonic() - t_ckpt > run.checkpoint_minutes * 60:
+                    self.save(s, "latest", {"best_eval": self.best_eval})
+                    t_ckpt = time.monotonic()
         bar.close()
+
+    def _diverged(self, s: Session, what: str) -> None:
+        s.logger.close()
+        _close_quietly(s.env)
+        latest = self.run_dir / "checkpoints" / "latest.safetensors"
+        kept = (f"the last good checkpoint (step {read_meta(latest)['step']:,}) is kept in {latest.parent}"
+                if latest.exists() else "nothing was saved")  # fmt: skip
+        raise Diverged(f"training diverged {what}; {kept}. Lower --lr (or clip gradients harder) and start a "
+                       "new run")  # fmt: skip
+
+    def _check_finite(self, s: Session, row: dict[str, Any]) -> None:
+        """A non-finite loss stops the run before anything is saved: the last good checkpoint stays."""
+        bad = sorted(k for k, v in row.items() if isinstance(v, float) and not np.isfinite(v))
+        if bad:
+            s.logger.log({"global_step": s.step, "frames": s.step * self.frames_per_step, "time": time.time(),
+                          **{k: str(row[k]) for k in bad}})  # fmt: skip
+            self._diverged(s, f"at step {s.step:,}: " + ", ".join(f"{k} = {row[k]}" for k in bad))
 
     # ------------------------------------------------------------------ finish
     def finish(self, s: Session) -> dict[str, Any]:
@@ -265,6 +297,8 @@ class Trainer:
         s.env.close()
         if not s.last_eval or s.last_eval["_step"] * self.frames_per_step < self.cfg.frames:
             s.last_eval = self._evaluate_and_save(s)
+        elif s.saved_step < s.trained_step:  # an update after the last evaluation: keep it too
+            self.save(s, "latest", {"eval": s.last_eval, "best_eval": self.best_eval})
         curve = self._plot_curve()
         s.logger.log_image(curve, s.step, "charts/curve")
         s.logger.close()
@@ -286,14 +320,20 @@ class Trainer:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self.run).items()}
 
     def save(self, s: Session, which: str, metrics: dict[str, Any]) -> None:
-        meta = {"agent": self.spec.name, "game": self.game.env_id, "step": s.step,
-                "frames": s.step * self.frames_per_step, "agent_config": dataclasses.asdict(self.cfg),
+        state = s.agent.state_dict()
+        bad = _non_finite(state)
+        if bad:  # never overwrite a good checkpoint with a diverged network
+            self._diverged(s, f"by step {s.step:,}: the agent's {bad} holds non-finite values")
+        meta = {"agent": self.spec.name, "game": self.game.env_id, "step": s.trained_step,
+                "frames": s.trained_step * self.frames_per_step, "agent_config": dataclasses.asdict(self.cfg),
                 "env_options": self.env_options, "run_config": self._run_config(), **metrics}  # fmt: skip
         folder = self.run_dir / "checkpoints"
         if self.spec.export is not None:  # e.g. SB3's zip, signed so that only this user's runs load it
             folder.mkdir(parents=True, exist_ok=True)
             meta["export"] = write_export(folder / f"{which}.sb3.zip", lambda p: self.spec.export(s.agent, p))
-        save_checkpoint(folder / which, s.agent.state_dict(), meta)
+        save_checkpoint(folder / which, state, meta)
+        if which == "latest":
+            s.saved_step = s.trained_step
         if which == "latest" and s.replay is not None:
             save_arrays(self.run_dir / "checkpoints" / "replay.npz", s.replay.state_dict())
 
@@ -329,23 +369,53 @@ class Trainer:
             logger.log_video(path, step, "media/train_video")
 
 
-class _signals_interrupt:  # noqa: N801 (used as a context manager)
-    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt) inside the block; both handlers are restored after."""
+class Diverged(Exception):  # noqa: N818 (a stop, not a bug)
+    """A loss or parameter became non-finite; nothing was saved after the last good checkpoint."""
+
+
+def _non_finite(state: Any, prefix: str = "") -> str | None:
+    """The first floating tensor in a (nested) state dict holding NaN or inf, by name; None if none."""
+    if isinstance(state, torch.Tensor):
+        return prefix if state.is_floating_point() and not torch.isfinite(state).all() else None
+    if isinstance(state, dict):
+        items = list(state.items())
+    elif isinstance(state, list | tuple):
+        items = list(enumerate(state))
+    else:
+        return None
+    for key, value in items:
+        found = _non_finite(value, f"{prefix}/{key}" if prefix else str(key))
+        if found:
+            return found
+    return None
+
+
+def _close_quietly(env: Any) -> None:
+    """Close the envs on the way out of an interrupted run: the checkpoint is already written, so a worker
+    that the terminal's signal also reached must not turn the exit into a traceback."""
+    try:
+        env.close()
+    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001
+        print(f"note: closing the envs after the stop: {type(err).__name__}: {err}", file=sys.stderr)
+
+
+class _deferred_stop:  # noqa: N801 (used as a context manager)
+    """Ctrl-C (SIGINT) and kills (SIGTERM) inside the block only record the signal: the loop stops at its
+    next yield, between updates, so the checkpoint holds the last completed update and never half of one.
+    More signals while it stops are noted, not obeyed. Both handlers are restored after the block."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        self.signum = signum
-        raise KeyboardInterrupt
+        if self.signum is None:
+            print("\nstopping after the current step; saving a checkpoint ...", file=sys.stderr)
+        self.signum = self.signum or signum
 
-    def ignore_more(self) -> None:
-        # `timeout` forwards the SIGTERM that `pkill` also sent, so two can arrive.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def __enter__(self) -> _signals_interrupt:
-        self._previous = signal.signal(signal.SIGTERM, self._on_signal), signal.getsignal(signal.SIGINT)
+    def __enter__(self) -> _deferred_stop:
+        self._previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
         return self
 
     def __exit__(self, *exc: object) -> None:

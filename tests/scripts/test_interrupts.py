@@ -1,0 +1,96 @@
+"""Stops that must not lose work: Ctrl-C or a kill to the whole process group on every backend, a second
+signal while stopping, and a diverging run that must not overwrite its last good checkpoint."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pixelrl.training as training
+from envs import envpool_available
+from pixelrl.checkpoint import load_checkpoint, read_meta
+
+ROOT = Path(__file__).resolve().parents[2]
+# As a terminal runs it: Python's own Ctrl-C handler, even where the test runner ignores SIGINT.
+LAUNCH = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+          "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")  # fmt: skip
+
+
+def start(run_dir: Path, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-c", LAUNCH, "scripts/train.py", *args, "--run-dir", str(run_dir),
+           "--wandb", "off", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+
+
+def wait_for_updates(run_dir: Path, updates: int, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        path = run_dir / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        if sum('"losses/' in line for line in lines) >= updates:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no {updates} updates within {timeout} s")
+
+
+@pytest.mark.parametrize("backend", ["sync", "async", "envpool"])
+def test_ctrl_c_to_the_process_group_saves_the_last_update_on_every_backend(backend, tmp_path):
+    if backend == "envpool" and not envpool_available():
+        pytest.skip("EnvPool is not installed")
+    run_dir = tmp_path / backend
+    # PPO's CartPole preset: 8 envs x 32 steps per update. Async workers get the signal too.
+    proc = start(run_dir, "ppo", "--env", "CartPole-v1", "--backend", backend, "--frames", "10000000")
+    wait_for_updates(run_dir, 3)
+    time.sleep(0.3)  # land anywhere: inside a rollout or an update
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert f"--resume {run_dir}" in err and err.count("Continue with") == 1
+    step = read_meta(run_dir / "checkpoints" / "latest")["step"]
+    assert step > 0 and step % (8 * 32) == 0  # the last completed update, never part of a rollout
+
+
+def test_a_second_signal_while_stopping_changes_nothing(tmp_path):
+    run_dir = tmp_path / "twice"
+    proc = start(run_dir, "dqn", "--env", "CartPole-v1", "--frames", "10000000", "--learning-starts", "200")
+    wait_for_updates(run_dir, 1)
+    os.killpg(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGTERM)  # e.g. `timeout` following a Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.count("Continue with") == 1
+    assert read_meta(run_dir / "checkpoints" / "latest")["step"] > 0
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
+    tmp_path, monkeypatch, script
+):
+    run_dir = tmp_path / "diverged"
+    first = ["dqn", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--wandb", "off", "--no-progress",
+             "--frames", "2000", "--learning-starts", "500", "--eval-episodes", "1"]  # fmt: skip
+    script("train")(first)
+    good, _ = load_checkpoint(run_dir / "checkpoints" / "latest")
+    loop = training.Trainer.loop
+
+    def loop_with_a_huge_lr(self, s):  # a resume keeps the saved lr, so set it on the optimiser
+        for group in s.agent.optimizer.param_groups:
+            group["lr"] = 1e6
+        return loop(self, s)
+
+    monkeypatch.setattr(training.Trainer, "loop", loop_with_a_huge_lr)
+    message = (
+        r"^error: training diverged at step [\d,]+: .*nan.*; the last good checkpoint \(step 2,000\) is kept"
+    )
+    with pytest.raises(SystemExit, match=message):
+        script("train")(["dqn", "--resume", str(run_dir), "--frames", "200000", "--no-progress"])
+    after, meta = load_checkpoint(run_dir / "checkpoints" / "latest")
+    assert meta["step"] == 2000  # not overwritten by the diverged network
+    for key, tensor in after["q_net"].items():
+        assert np.isfinite(tensor.numpy()).all() and (tensor == good["q_net"][key]).all()
