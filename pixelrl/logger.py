@@ -6,6 +6,7 @@ so a logging problem never stops training.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import netrc
@@ -48,11 +49,33 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+class RunFilesError(OSError):
+    """A run file could not be written (disk full, read-only, removed): what to do is in the message."""
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl. A line that does not parse (the half line a crash or a full disk left
+    at the end) is dropped with a warning, so the run can still be resumed and reported."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows, bad = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                bad.append(number)
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                bad.append(number)
+    if bad:
+        where = f"line {bad[0]}" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+        warnings.warn(f"{path}: dropped {where} that did not parse (cut by a crash or a full disk)",
+                      stacklevel=2)  # fmt: skip
+    return rows
 
 
 class RunLogger:
@@ -127,8 +150,19 @@ class RunLogger:
     def log(self, metrics: dict[str, Any]) -> None:
         """Append one line to metrics.jsonl (non-finite floats become null) and send it to W&B."""
         row = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-        self._metrics.write(json.dumps(row) + "\n")
-        self._metrics.flush()
+        start = self._metrics.tell()
+        try:
+            self._metrics.write(json.dumps(row) + "\n")
+            self._metrics.flush()
+        except OSError as err:  # a full disk can take half a line: cut it, so the file stays readable
+            with contextlib.suppress(OSError):
+                self._metrics.truncate(start)
+            why = err.strerror or str(err)
+            path = self.run_dir / "metrics.jsonl"
+            raise RunFilesError(
+                f"cannot write {path}: {why}; free space or fix the folder's permissions, "
+                "then continue with --resume"
+            ) from None
         if self._wandb is not None:
             try:
                 self._wandb.log(metrics)
@@ -156,7 +190,8 @@ class RunLogger:
             self._wandb_failed(exc)
 
     def close(self) -> None:
-        self._metrics.close()
+        with contextlib.suppress(OSError):  # a full disk: what was written stays; the error was reported
+            self._metrics.close()
         if self._wandb is not None:
             try:
                 self._wandb.finish()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import signal
 import sys
 import time
@@ -33,7 +34,7 @@ from pixelrl.checkpoint import (
     write_export,
 )
 from pixelrl.evaluation import play_games, summarise
-from pixelrl.logger import RunLogger, read_jsonl
+from pixelrl.logger import RunFilesError, RunLogger, read_jsonl
 from pixelrl.plots import plot_learning_curve
 
 
@@ -139,6 +140,7 @@ class Trainer:
         self.total_steps = cfg.frames // self.frames_per_step
         self.eval_every_frames = run.eval_every or max(cfg.frames // 10, 1)
         self.best_eval = -float("inf")
+        _check_writable(self.run_dir)
         if run.resume is None and (self.run_dir / "checkpoints").exists():
             raise ValueError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir}, "
                              "or pick another --run-dir")  # fmt: skip
@@ -331,7 +333,16 @@ class Trainer:
         if self.spec.export is not None:  # e.g. SB3's zip, signed so that only this user's runs load it
             folder.mkdir(parents=True, exist_ok=True)
             meta["export"] = write_export(folder / f"{which}.sb3.zip", lambda p: self.spec.export(s.agent, p))
-        save_checkpoint(folder / which, state, meta)
+        try:
+            save_checkpoint(folder / which, state, meta)
+        except OSError as err:  # the previous file stays whole: only its temp file was being written
+            (folder / f"{which}.safetensors.tmp").unlink(missing_ok=True)
+            s.logger.close()
+            _close_quietly(s.env)
+            kept = f"the previous one (step {s.saved_step:,})" if which == "latest" else "latest"
+            raise RunFilesError(f"could not write the {which} checkpoint in {folder}: {err.strerror or err}; "
+                                f"{kept} is kept. Free space or fix the folder's permissions, then continue "
+                                "with --resume") from None  # fmt: skip
         if which == "latest":
             s.saved_step = s.trained_step
         if which == "latest" and s.replay is not None:
@@ -350,10 +361,12 @@ class Trainer:
         s.logger.log(
             {"global_step": s.step, "frames": s.step * self.frames_per_step, "time": time.time(), **result}
         )
-        if result["eval/mean_return"] > self.best_eval:
-            self.best_eval = result["eval/mean_return"]
-            self.save(s, "best", {"eval": result, "best_eval": self.best_eval})
+        best = result["eval/mean_return"] > self.best_eval
+        self.best_eval = max(self.best_eval, result["eval/mean_return"])
+        # latest first: a run that has any checkpoint has a latest one to resume from
         self.save(s, "latest", {"eval": result, "best_eval": self.best_eval})
+        if best:
+            self.save(s, "best", {"eval": result, "best_eval": self.best_eval})
         self._plot_curve()
         return {**result, "_step": s.step}
 
@@ -367,6 +380,26 @@ class Trainer:
         for path in sorted(set(self.run_dir.glob("videos/*.mp4")) - seen):
             seen.add(path)
             logger.log_video(path, step, "media/train_video")
+
+
+MIN_FREE_BYTES = 200 * 2**20  # checkpoints, videos and metrics of a run: refuse less before training
+
+
+def _check_writable(run_dir: Path) -> None:
+    """A run directory that cannot be written, or a nearly full disk, is refused before any training."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write the run directory {run_dir}: {err.strerror or err}; pick another "
+                         "--run-dir or fix its permissions") from None  # fmt: skip
+    free = shutil.disk_usage(run_dir).free
+    if free < MIN_FREE_BYTES:
+        raise ValueError(f"only {free / 2**20:.0f} MB free for {run_dir}; a run needs at least "
+                         f"{MIN_FREE_BYTES // 2**20} MB for its checkpoints, videos and metrics: free space "
+                         "or pick another --run-dir")  # fmt: skip
 
 
 class Diverged(Exception):  # noqa: N818 (a stop, not a bug)

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from pixelrl import cli
+from pixelrl.logger import RunFilesError
 from pixelrl.training import Diverged, Interrupted, Trainer
 
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"\n{stop}. Continue with:\n  python scripts/train.py {spec.name} --resume {trainer.run_dir}",
               file=sys.stderr)  # fmt: skip
         raise SystemExit(130) from None
-    except Diverged as err:
+    except (Diverged, RunFilesError) as err:
         raise SystemExit(f"error: {err}") from None
     print(json.dumps(summary))
     return summary
