@@ -15,7 +15,15 @@ import tyro
 import agents
 import envs
 from agents.common import ConfigError
-from pixelrl.checkpoint import find_checkpoint, read_meta
+from pixelrl.checkpoint import (
+    RUN_FIELDS,
+    CheckpointError,
+    check_agent_fits,
+    check_same_run,
+    checkpoint_agent,
+    find_checkpoint,
+    read_meta,
+)
 from pixelrl.training import RESUMABLE, RunConfig
 
 T = TypeVar("T")
@@ -123,10 +131,14 @@ def _option(argv: list[str], name: str) -> str | None:
 
 def _parse_resume(spec: agents.AgentSpec, run_dir: Path, rest: list[str]) -> tuple[RunConfig, Any]:
     with one_line_errors("--resume: "):
-        meta = read_meta(find_checkpoint(run_dir, "latest"))
+        path = find_checkpoint(run_dir, "latest")
+        meta = read_meta(path, (*RUN_FIELDS, "run_config"))
     if meta["agent"] != spec.name:
         raise SystemExit(f"error: {run_dir} holds a {meta['agent']} checkpoint, not {spec.name}; "
                          f"run `train.py {meta['agent']} --resume {run_dir}`")  # fmt: skip
+    with one_line_errors("--resume: "):  # not a checkpoint copied in from another run
+        fix = "put the run's own checkpoint back, or start a new run with another --run-dir"
+        check_same_run(run_dir, path, meta, keep={*spec.resumable, *RESUMABLE}, fix=fix)
     game = _option(rest, "--env")
     if game is not None:
         with one_line_errors("--env: "):
@@ -136,10 +148,13 @@ def _parse_resume(spec: agents.AgentSpec, run_dir: Path, rest: list[str]) -> tup
                 f"error: {run_dir} was trained on {meta['game']}, not {game}; drop --env to resume it"
             )
     with one_line_errors("--resume: "):
-        saved_run = agents.config_from_dict(
-            RunConfig, {**meta["run_config"], "run_dir": run_dir, "resume": run_dir}
-        )
-        saved_cfg = agents.config_from_dict(spec.Config, meta["agent_config"])
+        try:
+            saved_run = agents.config_from_dict(
+                RunConfig, {**meta["run_config"], "run_dir": run_dir, "resume": run_dir}
+            )
+        except (TypeError, ValueError, ConfigError) as err:
+            raise CheckpointError(path, f"its run_config does not make a RunConfig: {err}") from None
+        saved_cfg = checkpoint_agent(meta, path)[1]
     run, cfg = _parse_over(spec, rest, saved_run, saved_cfg)
     changed = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(saved_cfg, f.name)]
     changed += [
@@ -155,4 +170,6 @@ def _parse_resume(spec: agents.AgentSpec, run_dir: Path, rest: list[str]) -> tup
             f"error: {flags} cannot change when resuming {run_dir} (its saved config is used); "
             f"a resume may change only {', '.join('--' + n.replace('_', '-') for n in allowed)}"
         )
+    with one_line_errors("--resume: "):  # network sizes against the file's tensors, before the Trainer builds
+        check_agent_fits(path, spec, cfg)
     return dataclasses.replace(run, env=saved_run.env), cfg

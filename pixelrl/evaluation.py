@@ -12,12 +12,22 @@ from typing import Any, Literal
 
 import numpy as np
 
-import agents
 import envs
 import nets
 from agents.common import check_config
 from pixelrl import stats
-from pixelrl.checkpoint import find_checkpoint, load_checkpoint, verified_export
+from pixelrl.checkpoint import (
+    RUN_FIELDS,
+    CheckpointError,
+    check_agent_fits,
+    check_same_run,
+    checkpoint_agent,
+    find_checkpoint,
+    load_checkpoint,
+    probe_env,
+    read_meta,
+    verified_export,
+)
 
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never overlap the training envs' seed + i
 EVAL_NUM_ENVS = 5  # games played in parallel by default; each env plays an equal share of them
@@ -37,22 +47,36 @@ class RandomAgent:
 def load_agent(target: str | Path, which: Checkpoint, device: str) -> tuple[Any, dict[str, Any]]:
     """Rebuild an agent from a checkpoint alone (its metadata holds the agent name, game and config), or
     from a file that a run exported in another library's format (SB3's zip), once it is verified to be one
-    that this user's runs wrote (`verified_export`)."""
+    that this user's runs wrote (`verified_export`). A file that is not a checkpoint of an agent this
+    pixelrl has, or whose config would build networks other than its tensors, is refused (CheckpointError)
+    before any network is allocated."""
     if Path(target).suffix == ".zip":
         meta = verified_export(target)
-        spec = agents.get_agent(meta["agent"])
-        cfg = agents.config_from_dict(spec.Config, meta["agent_config"])
+        spec, cfg = checkpoint_agent(meta, target)
         if spec.load_export is None:
             raise ValueError(f"{meta['agent']} runs export no zip; pass the run directory")
         return spec.load_export(Path(target), cfg, device), {**meta, "checkpoint": str(target)}
     path = find_checkpoint(target, which)
-    state, meta = load_checkpoint(path)
-    spec = agents.get_agent(meta["agent"])
-    cfg = agents.config_from_dict(spec.Config, meta["agent_config"])
-    probe = envs.make(meta["game"], 1, mode="eval", backend="sync", **meta.get("env_options", {}))
-    agent = spec.make_agent(cfg, probe, device, 0)
-    probe.close()
-    agent.load_state_dict(state)
+    meta = read_meta(path, RUN_FIELDS)
+    spec, cfg = checkpoint_agent(meta, path)
+    if path.parent.name == "checkpoints":  # in a run directory: it must be that run's checkpoint
+        from pixelrl.training import RESUMABLE  # (training imports this module)
+
+        fix = (
+            "put the run's own checkpoint back, or evaluate the run directory that this checkpoint came from"
+        )
+        check_same_run(path.parent.parent, path, meta, keep={*spec.resumable, *RESUMABLE}, fix=fix)
+    probe = probe_env(meta, path)
+    try:
+        check_agent_fits(path, spec, cfg, probe)  # sizes from the file's tensors, before any allocation
+        state, meta = load_checkpoint(path, required=RUN_FIELDS)
+        agent = spec.make_agent(cfg, probe, device, 0)
+    finally:
+        probe.close()
+    try:
+        agent.load_state_dict(state)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
+        raise CheckpointError(path, f"its state does not load into a {spec.name} agent: {err}") from None
     return agent, {**meta, "checkpoint": str(path)}
 
 
