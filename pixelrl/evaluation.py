@@ -140,6 +140,8 @@ def summarise(
     }
     if stats.has_reference(game, table):
         out["human_normalised"] = float(stats.human_normalised(out["mean"], game, table))
+        # Normalisation is affine, so the raw score's interval maps onto the normalised one.
+        out["human_normalised_ci95"] = [float(stats.human_normalised(c, game, table)) for c in out["ci95"]]
     return out
 
 
