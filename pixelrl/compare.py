@@ -27,7 +27,7 @@ import numpy as np
 
 from agents.common import check_config
 from pixelrl import stats
-from pixelrl.checkpoint import read_meta
+from pixelrl.checkpoint import RUN_FIELDS, CheckpointError, read_meta
 from pixelrl.evaluation import (
     EVAL_NUM_ENVS,
     EVAL_SEED_OFFSET,
@@ -128,7 +128,10 @@ def find_sb3_runs(runs: list[Run]) -> list[Path]:
             checkpoint = candidate / "checkpoints" / "latest.safetensors"
             if candidate.resolve() in given or not checkpoint.exists():
                 continue
-            meta = read_meta(checkpoint)
+            try:
+                meta = read_meta(checkpoint, RUN_FIELDS)
+            except CheckpointError:  # a broken neighbour is not a baseline; it does not stop the report
+                continue
             if meta["agent"].startswith("sb3-") and (meta["game"], protocol_key(meta)) in wanted:
                 found.append(candidate)
     return found

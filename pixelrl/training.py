@@ -25,6 +25,8 @@ import envs
 import nets
 from agents.common import check_config
 from pixelrl.checkpoint import (
+    RUN_FIELDS,
+    check_agent_fits,
     find_checkpoint,
     load_arrays,
     load_checkpoint,
@@ -157,7 +159,11 @@ class Trainer:
         nets.keep_freed_memory()  # training steps reuse mapped pages instead of faulting in fresh ones
         start_step, state = 0, None
         if run.resume is not None:
-            state, meta = load_checkpoint(find_checkpoint(self.run_dir, "latest"))
+            path = find_checkpoint(self.run_dir, "latest")
+            check_agent_fits(
+                path, self.spec, cfg
+            )  # network sizes against the file's tensors, before building
+            state, meta = load_checkpoint(path, required=RUN_FIELDS)
             start_step, self.best_eval = meta["step"], meta.get("best_eval", -float("inf"))
         seed = run.seed + start_step  # a resumed run draws new games and exploration noise
         nets.seed_everything(seed)
