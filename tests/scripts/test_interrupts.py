@@ -94,3 +94,21 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_last_good_checkpoint(
     assert meta["step"] == 2000  # not overwritten by the diverged network
     for key, tensor in after["q_net"].items():
         assert np.isfinite(tensor.numpy()).all() and (tensor == good["q_net"][key]).all()
+
+
+def test_sigkill_loses_at_most_the_last_checkpoint_interval(tmp_path, script):
+    run_dir = tmp_path / "killed-9"
+    proc = start(run_dir, "dqn", "--env", "CartPole-v1", "--frames", "10000000", "--learning-starts", "200",
+                 "--checkpoint-minutes", "0.01")  # fmt: skip
+    latest = run_dir / "checkpoints" / "latest.safetensors"
+    deadline = time.time() + 90
+    while time.time() < deadline and not latest.exists():
+        time.sleep(0.2)
+    time.sleep(2)  # a few more checkpoints: the kill may land in the middle of writing one
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    step = read_meta(latest)["step"]  # whole: written to a temp file, then renamed
+    summary = script("train")(
+        ["dqn", "--resume", str(run_dir), "--frames", str(step * 1 + 400), "--no-progress"]
+    )
+    assert summary["global_step"] >= step + 400
