@@ -9,9 +9,9 @@ missing before any training starts.
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -87,11 +87,11 @@ class AgentSpec:
     """(game, num_envs, *, seed, backend, **options) -> the vector env `train` steps, for agents that step
     envs through another library's vector env (Stable-Baselines3's, with its own autoreset contract);
     None: `envs.make`, whose envs every agent of ours steps."""
-    export: Callable[[Any, Path], None] | None = None
-    """(agent, path): write the agent in another library's own format beside each checkpoint (SB3's zip),
+    export: Callable[[Any, io.BytesIO], None] | None = None
+    """(agent, buffer): write the agent in another library's own format beside each checkpoint (SB3's zip),
     for that library's tools; the run records its keyed signature (HMAC-SHA256) in the checkpoint."""
-    load_export: Callable[[Path, Any, str], Agent] | None = None
-    """(path, cfg, device) -> agent from such a file, once the run layer has verified it is one it wrote."""
+    load_export: Callable[[bytes, Any, str], Agent] | None = None
+    """(bytes, cfg, device) -> agent from such a file's bytes, once the run layer has verified them."""
     on_policy: bool = False
     """Its loop yields while it collects a rollout, and those steps are trained on only at the yield that
     carries the update's statistics (a `losses/` row). Checkpoints record that step, so an interrupted run

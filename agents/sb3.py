@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -280,17 +280,17 @@ def _maker(algo: str) -> Any:
     return make_agent
 
 
-def export_zip(agent: SB3Agent, path: Path) -> None:
+def export_zip(agent: SB3Agent, buffer: io.BytesIO) -> None:
     """SB3's own save format (a zip: JSON, pickled objects and torch files), for SB3's and the zoo's tools.
     Our runs never need it back; loading one runs pickle, so `pixelrl.checkpoint.verified_export` admits
     only the zips a run wrote (checked against the keyed signature its safetensors checkpoint records)."""
-    agent.model.save(path)
+    agent.model.save(buffer)
 
 
-def load_zip(path: Path, cfg: Any, device: str = "auto") -> SB3Agent:
-    """An agent from an exported zip. Call only on a file `pixelrl.checkpoint.verified_export` admitted."""
+def load_zip(data: bytes, cfg: Any, device: str = "auto") -> SB3Agent:
+    """An agent from an exported zip's bytes, which `pixelrl.checkpoint.verified_export` has admitted."""
     algo = {PPOConfig: sb3.PPO, A2CConfig: sb3.A2C, DQNConfig: sb3.DQN}[type(cfg)]
-    model = algo.load(path, device=str(nets.resolve_device(device)))
+    model = algo.load(io.BytesIO(data), device=str(nets.resolve_device(device)))
     return SB3Agent(model, int(model.action_space.n), getattr(cfg, "eval_epsilon", 0.0))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import os
 import secrets
@@ -551,30 +552,47 @@ KEY_FILE_ENV = "PIXELRL_KEY_FILE"
 
 
 def _user_key() -> bytes:
+    """This user's signing key: 32 random bytes in a file only they can read, made on first use."""
     path = Path(os.environ.get(KEY_FILE_ENV) or Path.home() / ".config" / "pixelrl" / "export.key")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(secrets.token_bytes(32))
+        try:  # published whole: another process never reads a half-written key
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            tmp.unlink()
+    info = path.stat()
+    if info.st_size != 32 or info.st_mode & 0o077 or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        raise ValueError(f"the signing key {path} must be 32 bytes, yours, and readable by you only "
+                         "(chmod 600); delete it to make a new one (its zips are then refused)")  # fmt: skip
     return path.read_bytes()
 
 
-def _signature(path: Path) -> str:
-    return hmac.new(_user_key(), path.read_bytes(), hashlib.sha256).hexdigest()
+def _signature(data: bytes) -> str:
+    return hmac.new(_user_key(), data, hashlib.sha256).hexdigest()
 
 
-def write_export(path: Path, write: Callable[[Path], None]) -> dict[str, str]:
-    """Write `path` with `write(tmp)` and rename it into place; returns what the checkpoint records."""
-    tmp = path.with_name(path.name.replace(".", ".tmp.", 1))
-    write(tmp)
+def write_export(path: Path, write: Callable[[io.BytesIO], None]) -> dict[str, str]:
+    """`write(buffer)` fills the file's bytes in memory; they are signed, then written to a temp file and
+    renamed into place, so what is signed is exactly what was written. Returns what the checkpoint records."""
+    buffer = io.BytesIO()
+    write(buffer)
+    data = buffer.getvalue()
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
-    return {"file": path.name, "hmac_sha256": _signature(path)}
+    return {"file": path.name, "hmac_sha256": _signature(data)}
 
 
-def verified_export(path: str | Path) -> dict[str, Any]:
-    """The metadata of the checkpoint beside an exported file, once the file is shown to be one this
-    user's runs wrote and not changed since; otherwise ValueError, and nothing is loaded."""
+def verified_export(path: str | Path) -> tuple[dict[str, Any], bytes]:
+    """The metadata of the checkpoint beside an exported file and the file's bytes, once those bytes are
+    shown to be ones this user's runs wrote; otherwise ValueError, and nothing is loaded. Load the returned
+    bytes, never the path again: the file could be swapped after the check."""
     path = Path(path)
     checkpoint = path.with_name(path.name.split(".", 1)[0] + ".safetensors")
     why = (f"refusing to load {path}: SB3 zips contain pickles that can run code when loaded, so pixelrl "
@@ -585,10 +603,11 @@ def verified_export(path: str | Path) -> dict[str, Any]:
         raise ValueError(why + f"There is no pixelrl checkpoint beside it ({checkpoint.name}).")
     meta = read_meta(checkpoint, RUN_FIELDS)
     export = meta.get("export") or {}
+    data = path.read_bytes()
     if export.get("file") != path.name or not hmac.compare_digest(
-        str(export.get("hmac_sha256", "")), _signature(path)
+        str(export.get("hmac_sha256", "")), _signature(data)
     ):
         raise ValueError(why + f"Its signature does not match {checkpoint}: it was changed after it was "
-                         "written, or another user wrote it. Pass the run directory to use its .safetensors "
-                         "checkpoint instead.")  # fmt: skip
-    return meta
+                         "written (or a crash came between it and the checkpoint), or another user wrote it. "
+                         "Pass the run directory to use its .safetensors checkpoint instead.")  # fmt: skip
+    return meta, data

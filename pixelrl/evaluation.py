@@ -51,11 +51,11 @@ def load_agent(target: str | Path, which: Checkpoint, device: str) -> tuple[Any,
     pixelrl has, or whose config would build networks other than its tensors, is refused (CheckpointError)
     before any network is allocated."""
     if Path(target).suffix == ".zip":
-        meta = verified_export(target)
+        meta, data = verified_export(target)  # the checked bytes are what gets loaded
         spec, cfg = checkpoint_agent(meta, target)
         if spec.load_export is None:
             raise ValueError(f"{meta['agent']} runs export no zip; pass the run directory")
-        return spec.load_export(Path(target), cfg, device), {**meta, "checkpoint": str(target)}
+        return spec.load_export(data, cfg, device), {**meta, "checkpoint": str(target)}
     path = find_checkpoint(target, which)
     meta = read_meta(path, RUN_FIELDS)
     spec, cfg = checkpoint_agent(meta, path)

@@ -338,7 +338,9 @@ class Trainer:
         folder = self.run_dir / "checkpoints"
         if self.spec.export is not None:  # e.g. SB3's zip, signed so that only this user's runs load it
             folder.mkdir(parents=True, exist_ok=True)
-            meta["export"] = write_export(folder / f"{which}.sb3.zip", lambda p: self.spec.export(s.agent, p))
+            meta["export"] = write_export(
+                folder / f"{which}.sb3.zip", lambda buf: self.spec.export(s.agent, buf)
+            )
         try:
             save_checkpoint(folder / which, state, meta)
         except OSError as err:  # the previous file stays whole: only its temp file was being written

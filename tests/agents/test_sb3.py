@@ -135,3 +135,37 @@ def test_watch_films_an_sb3_run_as_it_films_ours(dqn_breakout, tmp_path, script)
     assert len(paths) == 1 and "score" in paths[0].name
     frames = read_mp4(paths[0])
     assert frames.shape[1:] == (210, 160, 3) and frames.std() > 10  # the game's colour screen, not a blank
+
+
+def test_the_zip_bytes_that_were_checked_are_the_ones_loaded(dqn_breakout, tmp_path, monkeypatch):
+    import pixelrl.evaluation as evaluation
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dqn_breakout, copy)
+    zip_path = copy / "checkpoints" / "latest.sb3.zip"
+    verify = evaluation.verified_export
+
+    def verify_then_swap(path):  # an attacker replacing the file right after the check
+        checked = verify(path)
+        zip_path.write_bytes(b"not the zip that was checked")
+        return checked
+
+    monkeypatch.setattr(evaluation, "verified_export", verify_then_swap)
+    agent, _ = load_agent(zip_path, "latest", "cpu")  # loads the checked bytes, not the swapped file
+    assert agent.num_actions == 4
+
+
+def test_a_signing_key_others_can_read_or_of_the_wrong_size_is_refused(tmp_path, monkeypatch):
+    from pixelrl.checkpoint import write_export
+
+    key = tmp_path / "key"
+    monkeypatch.setenv("PIXELRL_KEY_FILE", str(key))
+    write_export(tmp_path / "a.zip", lambda buf: buf.write(b"zip"))  # makes the key: 32 bytes, mode 0600
+    assert key.stat().st_size == 32 and key.stat().st_mode & 0o777 == 0o600
+    key.chmod(0o644)
+    with pytest.raises(ValueError, match="must be 32 bytes, yours, and readable by you only"):
+        write_export(tmp_path / "b.zip", lambda buf: buf.write(b"zip"))
+    key.chmod(0o600)
+    key.write_bytes(b"short")
+    with pytest.raises(ValueError, match="must be 32 bytes"):
+        write_export(tmp_path / "c.zip", lambda buf: buf.write(b"zip"))
