@@ -36,6 +36,10 @@ META_KEY = "pixelrl"
 MAX_HEADER_BYTES = 8 * 1024 * 1024
 # Metadata a run's checkpoint always has (Trainer.save): evaluate, watch and resume need all of them.
 RUN_FIELDS = ("agent", "game", "step", "agent_config")
+
+# What a resume may change besides the agent's own `resumable` fields: how the run is logged and where it
+# runs (the device, and the agent's precision, which follows it), never what is learned.
+RESUMABLE = ("wandb", "device", "precision", "progress", "checkpoint_minutes", "save_replay", "log_every")
 FIX = "pass a run directory written by scripts/train.py, or its checkpoints/latest.safetensors"
 _DTYPE_BYTES = {  # the byte-sized safetensors dtypes torch loads
     **dict.fromkeys(("BOOL", "U8", "I8", "F8_E4M3", "F8_E5M2"), 1),

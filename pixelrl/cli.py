@@ -16,6 +16,7 @@ import agents
 import envs
 from agents.common import ConfigError
 from pixelrl.checkpoint import (
+    RESUMABLE,
     RUN_FIELDS,
     CheckpointError,
     check_agent_fits,
@@ -24,7 +25,7 @@ from pixelrl.checkpoint import (
     find_checkpoint,
     read_meta,
 )
-from pixelrl.training import RESUMABLE, RunConfig
+from pixelrl.training import RunConfig
 
 T = TypeVar("T")
 

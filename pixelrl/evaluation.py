@@ -17,6 +17,7 @@ import nets
 from agents.common import check_config
 from pixelrl import stats
 from pixelrl.checkpoint import (
+    RESUMABLE,
     RUN_FIELDS,
     CheckpointError,
     check_agent_fits,
@@ -60,8 +61,6 @@ def load_agent(target: str | Path, which: Checkpoint, device: str) -> tuple[Any,
     meta = read_meta(path, RUN_FIELDS)
     spec, cfg = checkpoint_agent(meta, path)
     if path.parent.name == "checkpoints":  # in a run directory: it must be that run's checkpoint
-        from pixelrl.training import RESUMABLE  # (training imports this module)
-
         fix = (
             "put the run's own checkpoint back, or evaluate the run directory that this checkpoint came from"
         )

@@ -87,11 +87,6 @@ class RunConfig:
                      non_negative=("seed", "video_every"), unit=("sticky", "flicker"))  # fmt: skip
 
 
-# What a resume may change besides the agent's own `resumable` fields: how the run is logged and where it
-# runs (the device, and the agent's precision, which follows it), never what is learned.
-RESUMABLE = ("wandb", "device", "precision", "progress", "checkpoint_minutes", "save_replay", "log_every")
-
-
 class Interrupted(Exception):  # noqa: N818 (a stop, not an error)
     """Ctrl-C or a kill stopped training; the latest checkpoint was written first."""
 
