@@ -449,7 +449,7 @@ def report(
             for r in agg["improvement"]
         ]
         lines.append("")
-    lines += [f"- {n}" for n in agg["notes"]]
+    lines += [f"- {n}" for n in agg["notes"]] + ([""] if agg["notes"] else [])
     lines += ["## Runs", "", "| run | agent | game | step | frames | mean |", "|---|---|---|---|---|---|"]
     for run in runs:
         lines.append(
