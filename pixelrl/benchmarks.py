@@ -6,6 +6,7 @@ function that measures, writes JSON (+ markdown, + a plot) under `out`, and retu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,7 +26,7 @@ from pixelrl import throughput
 from pixelrl.evaluation import load_agent, play_games
 from pixelrl.logger import read_jsonl
 from pixelrl.measure import machine, measure_env_sps, torch_version
-from pixelrl.plots import plot_env_sps, plot_memory, plot_precision, plot_throughput
+from pixelrl.plots import plot_env_sps, plot_memory, plot_precision, plot_rss, plot_throughput
 from pixelrl.training import RunConfig, Trainer
 
 
@@ -408,3 +409,112 @@ def _speed_table(speed: list[dict], opts: Memory) -> list[str]:
         spread = f"{row['sps_min']:.0f}-{row['sps_max']:.0f}"
         lines.append(f"| {row['who']} | {row['sps_median']:.0f} ({spread}) | {ratio} |")
     return lines
+
+
+@dataclass(frozen=True)
+class Rss:
+    """Memory of a long DQN run: the resident set size of a training process, sampled while it fills a
+    small replay and keeps training after it is full, where it must stay flat. Writes
+    <out>/rss_<agent>_<env>.{json,png}."""
+
+    agent: Literal["dqn", "drqn"] = "dqn"
+    env: str = "Pong"
+    buffer_size: int = 20_000
+    """Replay capacity: small, so that it fills within minutes."""
+    minutes: float = 10.0
+    """How long the run trains before it is stopped (SIGTERM, as a job scheduler would)."""
+    sample_seconds: float = 5.0
+    runs: Path = Path("runs")
+    out: Path = Path("docs")
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("buffer_size", "minutes", "sample_seconds"))
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process (its emulator threads included), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _train_child(spec_name: str, cfg: object, run: RunConfig) -> None:
+    from pixelrl.training import Interrupted
+
+    with contextlib.suppress(Interrupted):  # stopped by the benchmark: the checkpoint is written
+        Trainer(agents.get_agent(spec_name), run, cfg).main()
+
+
+def bench_rss(opts: Rss, command: str, progress: Callable[[str], None] = print) -> dict:
+    """Train in a child process for `minutes`, sampling its RSS; report the growth after the replay filled."""
+    import multiprocessing
+    import signal
+
+    if not Path("/proc/self/status").exists():
+        raise ValueError("the rss benchmark reads /proc: it runs on Linux")
+    spec = agents.get_agent(opts.agent)
+    kind = "atari" if envs.resolve(opts.env).kind == "atari" else "classic"
+    preset = spec.presets[kind]
+    starts = min(preset.learning_starts, opts.buffer_size // 2)
+    cfg = dataclasses.replace(preset, buffer_size=opts.buffer_size, frames=10**10, learning_starts=starts)
+    run_dir = opts.runs / f"rss-{opts.agent}-{opts.env.replace('/', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunConfig(
+        env=opts.env, run_dir=run_dir, wandb="off", video_every=0, progress=False, eval_every=10**12
+    )
+    child = multiprocessing.get_context("spawn").Process(target=_train_child, args=(opts.agent, cfg, run))
+    child.start()
+    samples: list[dict] = []
+    start = time.monotonic()
+    while time.monotonic() - start < opts.minutes * 60 and child.is_alive():
+        time.sleep(opts.sample_seconds)
+        rows = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+        replay = [r["charts/replay_size"] for r in rows if "charts/replay_size" in r]
+        step = rows[-1]["global_step"] if rows else 0
+        samples.append(
+            {
+                "seconds": time.monotonic() - start,
+                "rss_mb": _rss_mb(child.pid),
+                "global_step": step,
+                "replay_size": replay[-1] if replay else 0,
+            }
+        )
+    if child.is_alive():
+        os.kill(child.pid, signal.SIGTERM)
+    child.join(timeout=120)
+    full = [s for s in samples if s["global_step"] >= opts.buffer_size]  # transitions added: a full ring
+    if len(full) < 3:
+        raise ValueError(
+            f"the replay ({opts.buffer_size:,}) did not fill within {opts.minutes} min; give "
+            "more --minutes or a smaller --buffer-size"
+        )
+    t = np.array([s["seconds"] for s in full]) / 60
+    rss = np.array([s["rss_mb"] for s in full])
+    slope = float(np.polyfit(t, rss, 1)[0]) if len(full) > 1 else 0.0
+    summary = {
+        "rss_when_full_mb": float(rss[0]),
+        "rss_at_end_mb": float(rss[-1]),
+        "max_rss_mb": float(rss.max()),
+        "growth_after_full_mb_per_min": slope,
+        "minutes_after_full": float(t[-1] - t[0]),
+        "steps": samples[-1]["global_step"],
+    }
+    name = f"rss_{opts.agent}_{opts.env.replace('/', '_').lower()}"
+    opts.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "command": command,
+        **machine(),
+        "options": {k: str(v) for k, v in dataclasses.asdict(opts).items()},
+        **summary,
+        "samples": samples,
+    }
+    (opts.out / f"{name}.json").write_text(json.dumps(report) + "\n")
+    plot_rss(
+        samples, opts.buffer_size, opts.out / f"{name}.png", f"{opts.agent} on {opts.env}: resident memory"
+    )
+    progress(
+        f"RSS when the replay was full {rss[0]:.0f} MB, at the end {rss[-1]:.0f} MB "
+        f"(max {rss.max():.0f}); growth after full {slope:+.2f} MB/min over {t[-1] - t[0]:.1f} min"
+    )
+    progress(f"wrote {opts.out}/{name}.{{json,png}}")
+    return report

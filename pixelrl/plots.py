@@ -153,3 +153,18 @@ def plot_memory(results: list[dict], path: Path, title: str) -> None:
     runs = [{"label": r["agent"] if r["seed"] == 0 else None, "games": r["games"],
              "color": colours[r["agent"]]} for r in results]  # fmt: skip
     plot_runs(runs, path, title, window=20)
+
+
+def plot_rss(samples: list[dict], buffer_size: int, path: Path, title: str) -> None:
+    """Resident memory over time, with the moment the replay became full marked."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot([s["seconds"] / 60 for s in samples], [s["rss_mb"] for s in samples], lw=1.5)
+    full = [s["seconds"] / 60 for s in samples if s["global_step"] >= buffer_size]
+    if full:
+        ax.axvline(full[0], color="grey", ls="--", lw=1, label=f"replay full ({buffer_size:,})")
+        ax.legend(loc="lower right")
+    ax.set(xlabel="minutes", ylabel="resident memory (MB)", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -5,6 +5,7 @@
     python scripts/benchmark.py levers [--device auto]
     python scripts/benchmark.py precision [--agent ppo] [--env CartPole-v1] [--frames 100000] [--seeds 3]
     python scripts/benchmark.py memory [--env CartPole-NoVel] [--agents ppo-lstm,ppo,drqn,dqn] [--seeds 3]
+    python scripts/benchmark.py rss [--agent dqn] [--env Pong] [--buffer-size 20000] [--minutes 10]
 
 Each prints its figures and writes them under --out (docs by default) as JSON, markdown and a plot;
 `python scripts/benchmark.py SUBCOMMAND --help` says what it measures.
@@ -26,6 +27,7 @@ Subcommand = (
     | Annotated[benchmarks.Levers, tyro.conf.subcommand("levers")]
     | Annotated[benchmarks.Precision, tyro.conf.subcommand("precision")]
     | Annotated[benchmarks.Memory, tyro.conf.subcommand("memory")]
+    | Annotated[benchmarks.Rss, tyro.conf.subcommand("rss")]
 )
 RUN = {
     benchmarks.Envs: benchmarks.bench_envs,
@@ -33,6 +35,7 @@ RUN = {
     benchmarks.Levers: benchmarks.bench_levers,
     benchmarks.Precision: benchmarks.bench_precision,
     benchmarks.Memory: benchmarks.bench_memory,
+    benchmarks.Rss: benchmarks.bench_rss,
 }
 
 

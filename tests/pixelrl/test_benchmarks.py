@@ -59,3 +59,18 @@ def test_memory_benchmark_trains_each_agent_and_writes_its_table(tmp_path, scrip
 def test_memory_benchmark_refuses_an_atari_game_in_one_line(script):
     with pytest.raises(SystemExit, match="--env Pong: the memory benchmark runs classic-control games"):
         script("benchmark")(["memory", "--env", "Pong"])
+
+
+@pytest.mark.benchmark
+def test_rss_benchmark_samples_a_training_process_past_a_full_replay(tmp_path, script):
+    argv = ["rss", "--env", "CartPole-v1", "--buffer-size", "1000", "--minutes", "0.5",
+            "--sample-seconds", "1", "--out", str(tmp_path / "docs"), "--runs", str(tmp_path)]  # fmt: skip
+    report = script("benchmark")(argv)
+    assert report["rss_when_full_mb"] > 50 and report["steps"] > 1000
+    assert abs(report["growth_after_full_mb_per_min"]) < 50  # a 1,000-transition CartPole replay: flat
+    assert (tmp_path / "docs" / "rss_dqn_cartpole-v1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rss_benchmark_bad_input_is_one_line(script):
+    with pytest.raises(SystemExit, match="^error: --minutes must be positive"):
+        script("benchmark")(["rss", "--minutes", "0"])
