@@ -16,6 +16,7 @@ improvement between agents, and performance profiles.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -25,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+import envs
 from agents.common import check_config
 from pixelrl import stats
 from pixelrl.checkpoint import RUN_FIELDS, CheckpointError, read_meta
@@ -99,8 +101,14 @@ class Run:
 
 
 def protocol_key(meta: dict[str, Any]) -> str:
-    """The env options a run trained and is evaluated with, as a stable string (sticky, flicker, ...)."""
-    return json.dumps(meta.get("env_options", {}), sort_keys=True)
+    """The env options a run trained and is evaluated with, as a stable string (sticky, flicker, ...), with
+    options equal to the protocol's defaults left out: `--sticky 0.25` given or not is the same protocol."""
+    options = dict(meta.get("env_options", {}))
+    if envs.resolve(meta["game"]).kind == "atari":
+        default = dataclasses.asdict(envs.AtariOptions.from_kwargs("eval", {}))
+        chosen = dataclasses.asdict(envs.AtariOptions.from_kwargs("eval", options))
+        options = {k: v for k, v in chosen.items() if v != default[k]}
+    return json.dumps(options, sort_keys=True)
 
 
 def parse_baselines(text: str | None, table: str) -> list[str]:

@@ -269,3 +269,13 @@ def test_the_human57_table_changes_the_human_normalisation():
         f"human ({compare.TABLE_NAMES['human57']})": 14.6,
     }
     assert compare.published_rows(["human"], "Pong", "nature2015")["human (Mnih et al. 2015)"]["mean"] == 9.3
+
+
+def test_a_protocol_option_given_at_its_default_is_the_same_protocol():
+    pong = "ALE/Pong-v5"
+    default = compare.protocol_key({"game": pong, "env_options": {}})
+    assert compare.protocol_key({"game": pong, "env_options": {"sticky": 0.25}}) == default == "{}"
+    assert compare.protocol_key({"game": pong, "env_options": {"sticky": 0.0}}) == '{"sticky": 0.0}'
+    assert compare.protocol_key({"game": "CartPole-v1", "env_options": {"hide_velocity": True}}) == (
+        '{"hide_velocity": true}'
+    )
