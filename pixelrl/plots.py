@@ -65,12 +65,13 @@ def plot_learning_curve(rows: list[dict], path: str | Path, title: str = "") -> 
         frames, means, stds = zip(*evals, strict=True)
         ax.errorbar(frames, means, yerr=stds, fmt="o-", capsize=3, label="evaluation (mean ± std)")
     ax.set(xlabel="frames", ylabel="game score", title=title)
-    return _save(fig, ax, path)
+    return save_figure(fig, ax, path)
 
 
-def _save(fig: plt.Figure, ax: plt.Axes, path: Path) -> Path:
+def save_figure(fig: plt.Figure, ax: plt.Axes, path: Path, legend: str = "best") -> Path:
+    """The house style's last steps: a light grid, the legend, a tight layout, 100 dpi, the figure closed."""
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    ax.legend(loc=legend)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -92,7 +93,7 @@ def plot_runs(runs: list[dict], path: str | Path, title: str = "", window: int |
             )
     smoothing = f"{window}-game" if window else "up to 20-game"
     ax.set(xlabel="frames", ylabel=f"training game score ({smoothing} moving average)", title=title)
-    return _save(fig, ax, path)
+    return save_figure(fig, ax, path)
 
 
 def plot_env_sps(results: list[dict], path: Path) -> None:
@@ -162,9 +163,5 @@ def plot_rss(samples: list[dict], buffer_size: int, path: Path, title: str) -> N
     full = [s["seconds"] / 60 for s in samples if s["global_step"] >= buffer_size]
     if full:
         ax.axvline(full[0], color="grey", ls="--", lw=1, label=f"replay full ({buffer_size:,})")
-        ax.legend(loc="lower right")
     ax.set(xlabel="minutes", ylabel="resident memory (MB)", title=title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, ax, path, legend="lower right")

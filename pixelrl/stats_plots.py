@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from pixelrl.plots import save_figure  # noqa: E402
+
 Profile = tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]
 """(taus, curve, low, high), as stats.performance_profile_ci returns them with their taus in front."""
 
@@ -33,12 +35,7 @@ def plot_performance_profiles(profiles: dict[str, Profile], path: str | Path, ti
         ax.axvline(1.0, color="grey", ls="--", lw=1, label="human level")
     ax.set(xlabel="human-normalised score τ", ylabel="fraction of runs with score > τ", title=title)
     ax.set_ylim(0.0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, ax, path)
 
 
 def plot_score_bars(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
