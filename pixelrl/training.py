@@ -296,15 +296,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ finish
     def finish(self, s: Session) -> dict[str, Any]:
-        """Evaluate at the budget (unless the loop just did), write the curve; the run's summary."""
+        """Evaluate at the budget (unless the loop just did), write the curve; the run's summary. A Ctrl-C
+        now lets these last steps finish instead of cutting a checkpoint or the summary short."""
         s.env.close()
-        if not s.last_eval or s.last_eval["_step"] * self.frames_per_step < self.cfg.frames:
-            s.last_eval = self._evaluate_and_save(s)
-        elif s.saved_step < s.trained_step:  # an update after the last evaluation: keep it too
-            self.save(s, "latest", {"eval": s.last_eval, "best_eval": self.best_eval})
-        curve = self._plot_curve()
-        s.logger.log_image(curve, s.step, "charts/curve")
-        s.logger.close()
+        with _deferred_stop():
+            if not s.last_eval or s.last_eval["_step"] * self.frames_per_step < self.cfg.frames:
+                s.last_eval = self._evaluate_and_save(s)
+            elif s.saved_step < s.trained_step:  # an update after the last evaluation: keep it too
+                self.save(s, "latest", {"eval": s.last_eval, "best_eval": self.best_eval})
+            curve = self._plot_curve()
+            s.logger.log_image(curve, s.step, "charts/curve")
+            s.logger.close()
         wall = time.perf_counter() - s.started
         return {
             "agent": self.spec.name,
