@@ -152,7 +152,8 @@ def random_baseline(
     key = {
         "baseline": "random",
         "game": game,
-        "env_options": env_options,
+        # the resolved protocol, as runs are grouped: --sticky 0.25 given or not plays the same games
+        "protocol": protocol_key({"game": game, "env_options": env_options}),
         "episodes": opts.episodes,
         "seed": opts.seed,
         "num_envs": opts.num_envs,
