@@ -8,6 +8,7 @@ import difflib
 
 from agents import a2c, dqn, drqn, ppo, ppo_lstm, reinforce, sb3
 from agents.interface import (
+    UPDATED,
     Agent,
     AgentConfig,
     AgentSpec,
@@ -38,6 +39,7 @@ __all__ = [
     "Agent",
     "AgentConfig",
     "AgentSpec",
+    "UPDATED",
     "check_spec",
     "config_from_dict",
     "get_agent",

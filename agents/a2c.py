@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 import nets
-from agents.common import check_config, check_precision, num_discrete_actions
-from agents.interface import AgentSpec
+from agents.common import check_config, check_precision, crossings, num_discrete_actions
+from agents.interface import UPDATED, AgentSpec
 from agents.returns import gae
 from agents.rollout import PolicyBatch, RolloutCollector, greedy_actions, sample_actions, state_values
 
@@ -152,7 +152,7 @@ def train(
 ) -> Iterator[tuple[int, list[dict[str, float]]]]:
     """Collect n steps, take one gradient step, repeat; statistics every `log_every` agent steps."""
     collector = RolloutCollector(env, cfg.num_steps, agent.device, seed)
-    global_step, last_log = start_step, start_step
+    global_step = start_step
     while global_step < total_steps:
         frac = 1.0 - global_step / total_steps if cfg.anneal else 1.0
         nets.optim.set_lr(agent.optimizer, cfg.lr * frac)
@@ -161,9 +161,11 @@ def train(
         advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
                                   rollout.episode_ends, cfg.gamma, cfg.gae_lambda)  # fmt: skip
         metrics = agent.update(rollout.policy_batch(advantages, returns))  # reset steps dropped
-        if global_step - last_log >= log_every:
-            last_log = global_step
-            yield global_step, [{**metrics, "charts/learning_rate": cfg.lr * frac}]
+        # Logged where the step crosses a multiple of log_every: a resumed run logs where this one did.
+        if crossings(global_step - cfg.num_steps * env.num_envs, global_step, log_every):
+            yield global_step, [{**metrics, "charts/learning_rate": cfg.lr * frac, UPDATED: 1}]
+        else:
+            yield global_step, [{UPDATED: 1}]
 
 
 SPEC = AgentSpec(

@@ -293,9 +293,10 @@ def train(
     to keep (and save) the buffer outside the loop; by default a fresh one is filled."""
     replay = replay if replay is not None else make_replay(cfg, env, seed)
     batches = DeviceBatches(replay, agent.device, cfg.batch_size)  # on CUDA: pinned, copied asynchronously
-    obs, _ = env.reset(seed=seed)  # (N, 4, 84, 84) uint8
-    replay.reset(obs)
-    global_step, last_log = start_step, start_step
+    obs, info = env.reset(seed=seed)  # (N, 4, 84, 84) uint8
+    if replay.added == 0 or not envs.restored(info):  # a saved replay already holds the restored games
+        replay.reset(obs)
+    global_step = start_step
     while global_step < total_steps:
         epsilon = linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps, global_step)
         actions = agent.act(obs, epsilon)
@@ -316,9 +317,8 @@ def train(
                     replay.update_priorities(batch.indices, agent.td_abs)
             if crossings(prev_step, global_step, cfg.target_update_every):
                 agent.sync_target()
-        if global_step - last_log >= log_every:
+        if crossings(prev_step, global_step, log_every):  # fixed steps: a resumed run logs where this did
             rows.append({**agent.metrics(), "charts/epsilon": epsilon, "charts/replay_size": len(replay)})
-            last_log = global_step
         yield global_step, rows
 
 

@@ -308,9 +308,11 @@ def train(
     replay = replay if replay is not None else make_replay(cfg, env, seed)
     obs, info = env.reset(seed=seed)  # (N, 1, 84, 84) uint8 | (N, D) float32
     first = envs.first_of_episode(info)  # (N,) bool
-    agent.actor_state = agent.initial_state(env.num_envs)
-    replay.reset(obs, agent.actor_state)
-    global_step, last_log = start_step, start_step
+    if not envs.restored(info):  # a resumed run's agent remembers the restored games (pixelrl/resume.py)
+        agent.actor_state = agent.initial_state(env.num_envs)
+    if replay.added == 0 or not envs.restored(info):  # a saved replay already holds the restored games
+        replay.reset(obs, agent.actor_state)
+    global_step = start_step
     while global_step < total_steps:
         epsilon = linear_schedule(cfg.eps_start, cfg.eps_end, cfg.eps_decay_steps, global_step)
         actions = agent.act(obs, first, epsilon)
@@ -328,9 +330,8 @@ def train(
                 agent.learn(replay.sample(cfg.batch_size))
             if crossings(prev_step, global_step, cfg.target_update_every):
                 agent.sync_target()
-        if global_step - last_log >= log_every:
+        if crossings(prev_step, global_step, log_every):  # fixed steps: a resumed run logs where this did
             rows.append({**agent.metrics(), "charts/epsilon": epsilon, "charts/replay_size": len(replay)})
-            last_log = global_step
         yield global_step, rows
 
 

@@ -22,6 +22,9 @@ import nets
 
 Rows = list[dict[str, float]]  # finished games ({"episode_return", "episode_length"}) and training stats
 Loop = Iterator[tuple[int, Rows]]  # (global_step, rows) after every vector step
+# On-policy loops mark the yield right after each update with a row holding this key (alone, or beside the
+# update's statistics): the run layer captures the loop's state there (pixelrl/resume.py) and drops the key.
+UPDATED = "updated"
 
 
 @runtime_checkable
@@ -93,9 +96,9 @@ class AgentSpec:
     load_export: Callable[[bytes, Any, str], Agent] | None = None
     """(bytes, cfg, device) -> agent from such a file's bytes, once the run layer has verified them."""
     on_policy: bool = False
-    """Its loop yields while it collects a rollout, and those steps are trained on only at the yield that
-    carries the update's statistics (a `losses/` row). Checkpoints record that step, so an interrupted run
-    never counts steps it did not train on."""
+    """Its loop yields while it collects a rollout, and those steps are trained on only at the yield right
+    after an update, which carries an `UPDATED` row. Checkpoints hold the state at that yield, so an
+    interrupted run never counts steps it did not train on and resumes where that update left it."""
     resumable: tuple[str, ...] = ("frames",)
     """Config fields a resume may change: how long and how fast to train, never what is learned."""
 

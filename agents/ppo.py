@@ -25,7 +25,7 @@ from torch import nn
 
 import nets
 from agents.common import ConfigError, check_config, check_precision, num_discrete_actions
-from agents.interface import AgentSpec
+from agents.interface import UPDATED, AgentSpec
 from agents.returns import gae
 from agents.rollout import (
     PolicyBatch,
@@ -262,7 +262,7 @@ def train(
             metrics = agent.update(rollout.policy_batch(advantages, returns))  # reset steps dropped
         yield (
             global_step,
-            [{**metrics, "charts/learning_rate": cfg.lr * frac, "charts/clip": cfg.clip * frac}],
+            [{**metrics, "charts/learning_rate": cfg.lr * frac, "charts/clip": cfg.clip * frac, UPDATED: 1}],
         )
 
 

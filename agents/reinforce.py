@@ -26,7 +26,7 @@ import torch
 import envs
 import nets
 from agents.common import ConfigError, check_config, num_discrete_actions
-from agents.interface import AgentSpec
+from agents.interface import UPDATED, AgentSpec
 from agents.returns import discounted_returns
 
 
@@ -229,7 +229,7 @@ def _update(agent: Reinforce, steps: list, gamma: float) -> dict[str, float]:
     b_obs = torch.from_numpy(obs).to(dev).flatten(0, 1)
     b_obs = b_obs.float() if b_obs.dtype == torch.int8 else b_obs  # int8 storage of {-1, 0, 1} frames
     b_batch = EpisodeBatch(b_obs, torch.from_numpy(index).to(dev).flatten(), returns.flatten())
-    return agent.update(b_batch) | {"charts/batch_steps": len(steps)}
+    return agent.update(b_batch) | {"charts/batch_steps": len(steps), UPDATED: 1}
 
 
 SPEC = AgentSpec("reinforce", Config, PRESETS, make_agent, train, env_options=env_options, on_policy=True)

@@ -28,9 +28,11 @@ from envs.atari import FIRST, STAT_LENGTH, STAT_SCORE, AtariOptions, Mode, Whole
 from envs.backends import BACKENDS, Backend, ale_vector_available, choose_backend
 from envs.envpool_backend import EnvPoolVectorEnv, atari_kwargs, envpool_available
 from envs.pool import PoolVectorEnv, check_groups
+from envs.resume import restore_single, single_state, to_data
 from envs.video import GameVideos, VideoRecorder
 
 MODES = ("train", "eval")
+RESTORED = "restored"  # reset() info key: the observations continue saved games (`set_env_state`)
 # Classic control with the velocities hidden: a POMDP for recurrent agents. Alias -> (id, options).
 ALIASES = {"CartPole-NoVel": ("CartPole-v1", {"hide_velocity": True})}
 CARTPOLE_POSITIONS = [0, 2]  # cart position, pole angle (1 and 3 are their velocities)
@@ -139,7 +141,11 @@ def make_single(game: str, *, mode: Mode = "train", env_index: int = 0, **option
         film = classic.video_dir is not None and env_index == 0
         if film:  # gymnasium draws with pygame off screen; without this SDL complains of no display
             os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        env = gym.make(spec.env_id, **({"render_mode": "rgb_array"} if film else {}))  # renders when asked
+        # No passive checker: gymnasium's own envs pass it, and its first-step checks are state that a
+        # resumed env (envs/resume.py) would otherwise have to fake.
+        env = gym.make(
+            spec.env_id, disable_env_checker=True, **({"render_mode": "rgb_array"} if film else {})
+        )
         if classic.hide_velocity:
             env = _hide_velocity(env)
         env = WholeGame(env)
@@ -162,21 +168,51 @@ class _EpisodeStarts(gym.vector.VectorWrapper):
         self._first_seed: int | None = seed
         self._first = np.ones(self.num_envs, dtype=bool)  # of the observations returned last
         self._ended = np.zeros(self.num_envs, dtype=bool)  # the last step ended these: they reset next
+        self._obs: Any = None  # the observations returned last
+        self._restored: Any = None  # observations the next reset() returns: see set_state
         # Both are replaced, never written in place: the caller may keep the arrays handed out.
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        if self._restored is not None:  # a resumed run: its games go on from the saved state
+            obs, self._restored = self._restored, None
+            return obs, {FIRST: self._first, RESTORED: True}
         seed = self._first_seed if seed is None else seed
         self._first_seed = None
         mask = (options or {}).get("reset_mask")  # gymnasium's partial reset: only these envs restart
         obs, info = self.env.reset(seed=seed, options=options)
         reset = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
         self._first, self._ended = self._first | reset, self._ended & ~reset
+        self._obs = obs
         return obs, {**info, FIRST: self._first}
 
     def step(self, actions: Any) -> tuple[Any, Any, np.ndarray, np.ndarray, dict]:
         obs, reward, terminated, truncated, info = self.env.step(actions)
-        self._first, self._ended = self._ended, terminated | truncated
+        self._first, self._ended, self._obs = self._ended, terminated | truncated, obs
         return obs, reward, terminated, truncated, {**info, FIRST: self._first}
+
+    def get_state(self) -> dict[str, Any] | None:
+        """Every env's state and the last observations, as data; None where it cannot be saved: the async
+        backend's workers keep their pending autoresets to themselves (see envs/resume.py for one env)."""
+        if not isinstance(self.env, gym.vector.SyncVectorEnv) or self._obs is None:
+            return None
+        singles = [single_state(env) for env in self.env.envs]
+        if any(s is None for s in singles):
+            return None
+        return {"envs": singles, "obs": to_data(self._obs), "first": to_data(self._first),
+                "ended": to_data(self._ended)}  # fmt: skip
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put back what `get_state` saved; the next reset() returns the saved observations (info[RESTORED]
+        says so) instead of starting new games."""
+        sync = self.env
+        if not isinstance(sync, gym.vector.SyncVectorEnv) or len(state["envs"]) != self.num_envs:
+            raise ValueError("a saved env state restores into the sync backend with as many envs")
+        for env, single in zip(sync.envs, state["envs"], strict=True):
+            restore_single(env, single)
+        self._first, self._ended = state["first"].numpy().copy(), state["ended"].numpy().copy()
+        sync._autoreset_envs = self._ended.copy()  # gymnasium's NEXT_STEP: these reset at the next step
+        self._obs = self._restored = state["obs"].numpy().copy()
+        self._first_seed = None
 
 
 def _validate(num_envs: int, mode: str, backend: str) -> None:
@@ -334,3 +370,32 @@ def emulator_threads_per_group(env: gym.vector.VectorEnv) -> int:
 def num_groups(env: gym.vector.VectorEnv) -> int:
     """How many groups `env` steps its envs in (`make(..., groups=G)`; pool backends may have more)."""
     return len(group_slices(env))
+
+
+def env_state(env: gym.vector.VectorEnv) -> dict[str, Any] | None:
+    """The state of every env of `env` (made by `make`) and its last observations, as tensors and JSON
+    scalars (a checkpoint can hold it), or None where the backend cannot save it: only the sync backend
+    can (classic control always runs there). EnvPool and ale-py's vector env keep theirs in C++, and
+    gymnasium's async workers keep their pending autoresets to themselves."""
+    return env.get_state() if isinstance(env, _EpisodeStarts) else None
+
+
+def can_restore(env: gym.vector.VectorEnv) -> bool:
+    """Whether `set_env_state` can restore into `env` (the sync backend)."""
+    return isinstance(env, _EpisodeStarts) and isinstance(env.env, gym.vector.SyncVectorEnv)
+
+
+def set_env_state(env: gym.vector.VectorEnv, state: dict[str, Any]) -> None:
+    """Restore `env_state`'s result into an env made with the same arguments (seed aside). Its next
+    reset() returns the saved observations with info[RESTORED] set instead of starting new games, so a
+    training loop that starts with reset() goes on where the saved one was."""
+    if not can_restore(env):
+        raise ValueError(
+            f"{env.metadata.get('backend')} envs cannot restore a saved state; use the sync backend"
+        )
+    env.set_state(state)
+
+
+def restored(info: dict[str, Any]) -> bool:
+    """Whether reset()'s observations continue saved games (`set_env_state`) rather than start new ones."""
+    return bool(info.get(RESTORED, False))

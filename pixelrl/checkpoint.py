@@ -59,6 +59,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {  # the fields the run layer reads, 
     "eval": (dict,),
     "best_eval": (int, float),
     "skeleton": (dict, list, str, int, float, bool, type(None)),
+    "loop_skeleton": (dict,),
 }
 
 
@@ -129,16 +130,21 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
-    """Write `path` (.safetensors) and a readable .json copy of its metadata beside it."""
+def save_checkpoint(
+    path: str | Path, state: dict[str, Any], meta: dict[str, Any], loop: dict[str, Any] | None = None
+) -> Path:
+    """Write `path` (.safetensors) and a readable .json copy of its metadata beside it. `loop`: what a
+    resume needs besides the agent's state (pixelrl/resume.py), stored the same way under "loop/"."""
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
-    skeleton = _flatten(state, "state", tensors)
+    skeletons = {"skeleton": _flatten(state, "state", tensors)}
+    if loop is not None:
+        skeletons["loop_skeleton"] = _flatten(loop, "loop", tensors)
     tmp = path.with_suffix(".safetensors.tmp")
     # The metadata travels inside the weights file: one rename publishes both, so no crash can pair new
     # weights with old metadata. The .json beside it is for people and tools that read JSON.
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps({**meta, "skeleton": skeleton})})
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps({**meta, **skeletons})})
     os.replace(tmp, path)
     write_json_atomic(path.with_suffix(".json"), meta)
     return path
@@ -306,6 +312,7 @@ def read_meta(path: str | Path, required: Collection[str] = ()) -> dict[str, Any
     _check_meta(meta, required, path)
     try:
         _check_skeleton(meta["skeleton"], shapes, path)
+        _check_skeleton(meta.get("loop_skeleton"), shapes, path)
     except RecursionError:
         raise CheckpointError(path, "its skeleton is nested too deeply") from None
     return meta
@@ -320,7 +327,21 @@ def load_checkpoint(
     meta = read_meta(path, required)
     try:
         tensors = load_file(str(path), device=str(device))
+        meta.pop("loop_skeleton", None)  # see load_loop_state
         return _unflatten(meta.pop("skeleton"), tensors), meta
+    except (SafetensorError, OSError, RuntimeError, RecursionError) as err:
+        raise CheckpointError(path, f"its tensors cannot be read ({type(err).__name__}: {err})") from None
+
+
+def load_loop_state(path: str | Path) -> dict[str, Any] | None:
+    """The loop state saved beside the agent's (`save_checkpoint(..., loop=)`), or None: checked and read
+    as `load_checkpoint` reads the agent's."""
+    path = Path(path).with_suffix(".safetensors")
+    meta = read_meta(path)
+    if "loop_skeleton" not in meta:
+        return None
+    try:
+        return _unflatten(meta["loop_skeleton"], load_file(str(path)))
     except (SafetensorError, OSError, RuntimeError, RecursionError) as err:
         raise CheckpointError(path, f"its tensors cannot be read ({type(err).__name__}: {err})") from None
 

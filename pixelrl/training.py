@@ -30,6 +30,7 @@ from pixelrl.checkpoint import (
     find_checkpoint,
     load_arrays,
     load_checkpoint,
+    load_loop_state,
     read_meta,
     save_arrays,
     save_checkpoint,
@@ -38,6 +39,7 @@ from pixelrl.checkpoint import (
 from pixelrl.evaluation import play_games, summarise
 from pixelrl.logger import RunFilesError, RunLogger, read_jsonl
 from pixelrl.plots import plot_learning_curve
+from pixelrl.resume import capture, restore, untouched_streams
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,9 @@ class Session:
     step: int = 0
     trained_step: int = 0  # the step of the last completed update: what a checkpoint records
     saved_step: int = 0  # the step the latest checkpoint holds
+    # On-policy runs: the loop's state at trained_step (pixelrl/resume.py), captured at each update's yield;
+    # off-policy runs capture it when they save.
+    loop_state: dict[str, Any] | None = None
     started: float = dataclasses.field(default_factory=time.perf_counter)
     last_eval: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -152,7 +157,7 @@ class Trainer:
         """A fresh run, or the latest checkpoint's agent, metrics (cut back to it) and replay."""
         run, cfg = self.run, self.cfg
         nets.keep_freed_memory()  # training steps reuse mapped pages instead of faulting in fresh ones
-        start_step, state = 0, None
+        start_step, state, loop_state = 0, None, None
         if run.resume is not None:
             path = find_checkpoint(self.run_dir, "latest")
             check_agent_fits(
@@ -160,7 +165,10 @@ class Trainer:
             )  # network sizes against the file's tensors, before building
             state, meta = load_checkpoint(path, required=RUN_FIELDS)
             start_step, self.best_eval = meta["step"], meta.get("best_eval", -float("inf"))
-        seed = run.seed + start_step  # a resumed run draws new games and exploration noise
+            loop_state = load_loop_state(path)
+        # A resume restores every random stream below; where the envs' states cannot be restored, new games
+        # start from this seed, not the first games again.
+        seed = run.seed + start_step
         nets.seed_everything(seed)
         env = self._make_env(seed)
         agent = self.spec.make_agent(cfg, env, run.device, seed)
@@ -178,6 +186,9 @@ class Trainer:
             saved = self.run_dir / "checkpoints" / "replay.npz"
             if state is not None and saved.exists():
                 replay.load_state_dict(load_arrays(saved))
+        if loop_state is not None and not restore(loop_state, agent, env, replay):
+            print("note: the envs start new games here; only the sync backend saves and restores the games in "
+                  "progress (see docs/reliability.md)", file=sys.stderr)  # fmt: skip
         config = {"agent": self.spec.name, "game": self.game.env_id, "frames_per_step": self.frames_per_step,
                   "agent_config": dataclasses.asdict(cfg), **self._run_config()}  # fmt: skip
         logger = RunLogger(self.run_dir, config, wandb_mode=run.wandb, resume=state is not None)
@@ -196,6 +207,7 @@ class Trainer:
             step=start_step,
             trained_step=start_step,
             saved_step=start_step,
+            loop_state=loop_state,
         )
 
     def _make_env(self, seed: int) -> Any:
@@ -241,8 +253,14 @@ class Trainer:
         videos_seen = set(self.run_dir.glob("videos/*.mp4"))
         with _deferred_stop() as stop:
             for s.step, rows in steps:
-                # On-policy loops yield while collecting: those steps count once the update has used them.
-                if not self.spec.on_policy or any(k.startswith("losses/") for r in rows for k in r):
+                # On-policy loops yield while collecting: those steps count once the update has used them,
+                # and a checkpoint holds the loop's state at that update.
+                if any(agents.UPDATED in r for r in rows):
+                    s.trained_step, s.loop_state = s.step, capture(s.agent, s.env, s.replay)
+                    rows = [
+                        r for r in ({k: v for k, v in r.items() if k != agents.UPDATED} for r in rows) if r
+                    ]
+                elif not self.spec.on_policy:
                     s.trained_step = s.step
                 for row in rows:
                     if "episode_return" in row:
@@ -338,8 +356,10 @@ class Trainer:
             meta["export"] = write_export(
                 folder / f"{which}.sb3.zip", lambda buf: self.spec.export(s.agent, buf)
             )
+        # Off-policy loops are between updates at every yield: their state is taken now.
+        loop = s.loop_state if self.spec.on_policy else capture(s.agent, s.env, s.replay)
         try:
-            save_checkpoint(folder / which, state, meta)
+            save_checkpoint(folder / which, state, meta, loop)
         except OSError as err:  # the previous file stays whole: only its temp file was being written
             (folder / f"{which}.safetensors.tmp").unlink(missing_ok=True)
             s.logger.close()
@@ -362,7 +382,8 @@ class Trainer:
         }
 
     def _evaluate_and_save(self, s: Session) -> dict[str, Any]:
-        result = self.evaluate(s.agent)
+        with untouched_streams(agent=s.agent, replay=s.replay):  # training goes on as if it had not evaluated
+            result = self.evaluate(s.agent)
         s.logger.log(
             {"global_step": s.step, "frames": s.step * self.frames_per_step, "time": time.time(), **result}
         )

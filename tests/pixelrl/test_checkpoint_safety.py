@@ -358,6 +358,7 @@ def pong_checkpoint_like(cartpole_latest: Path, where: Path) -> Path:
     """A DQN Pong checkpoint as Trainer.save writes one (weights of an agent built for Pong)."""
     meta = read_meta(cartpole_latest)
     meta.pop("skeleton")
+    meta.pop("loop_skeleton")  # CartPole's env states: this checkpoint holds none
     spec, cfg = agents.get_agent("dqn"), agents.get_agent("dqn").presets["atari"]
     probe = envs.make("Pong", 1, mode="eval", backend="sync")
     agent = spec.make_agent(cfg, probe, "cpu", 0)

@@ -65,12 +65,12 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one_and_says_so(tmp_path, 
     calls = []
     save = training.save_checkpoint
 
-    def disk_full_on_the_third_save(path, state, meta):
+    def disk_full_on_the_third_save(path, state, meta, loop=None):
         calls.append(path)
         if len(calls) == 3:
             path.with_suffix(".safetensors.tmp").write_bytes(b"half a checkpoint")
             raise OSError(errno.ENOSPC, "No space left on device")
-        return save(path, state, meta)
+        return save(path, state, meta, loop)
 
     monkeypatch.setattr(training, "save_checkpoint", disk_full_on_the_third_save)
     message = r"^error: could not write the latest checkpoint .*No space.*the previous one \(step 1,000\)"

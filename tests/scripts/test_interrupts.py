@@ -1,7 +1,9 @@
 """Stops that must not lose work: Ctrl-C or a kill to the whole process group on every backend, a second
 signal while stopping, and a diverging run that must not overwrite its last good checkpoint."""
 
+import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import pixelrl.training as training
 from envs import envpool_available
@@ -21,9 +24,10 @@ LAUNCH = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.defaul
           "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")  # fmt: skip
 
 
-def start(run_dir: Path, *args: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-c", LAUNCH, "scripts/train.py", *args, "--run-dir", str(run_dir),
-           "--wandb", "off", "--no-progress"]  # fmt: skip
+def start(run_dir: Path | None, *args: str) -> subprocess.Popen:
+    """train.py with `args` in its own process group; run_dir None: the args say where (--resume)."""
+    where = [] if run_dir is None else ["--run-dir", str(run_dir)]
+    cmd = [sys.executable, "-c", LAUNCH, "scripts/train.py", *args, *where, "--wandb", "off", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
 
@@ -112,3 +116,59 @@ def test_sigkill_loses_at_most_the_last_checkpoint_interval(tmp_path, script):
         ["dqn", "--resume", str(run_dir), "--frames", str(step * 1 + 400), "--no-progress"]
     )
     assert summary["global_step"] >= step + 400
+
+
+def flat_tensors(state: object, prefix: str = "") -> dict[str, torch.Tensor]:
+    if isinstance(state, torch.Tensor):
+        return {prefix: state}
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, list) else ()
+    return {k: v for key, value in items for k, v in flat_tensors(value, f"{prefix}/{key}").items()}
+
+
+def learned(run_dir: Path) -> tuple[list[dict], dict]:
+    """What a run learned and played: its metrics rows less the wall-clock fields, and its final tensors."""
+    clock = {"time", "sps", "perf/sps"}
+    rows = [{k: v for k, v in json.loads(line).items() if k not in clock}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    return rows, flat_tensors(load_checkpoint(run_dir / "checkpoints" / "latest")[0])
+
+
+@pytest.mark.parametrize(
+    ("agent", "options"),
+    [
+        ("ppo", ["--env", "CartPole-v1", "--frames", "12000"]),  # stops inside rollouts: the last update's
+        ("dqn", ["--env", "CartPole-v1", "--frames", "5000", "--learning-starts", "500", "--save-replay"]),
+        ("ppo-lstm", ["--env", "CartPole-NoVel", "--frames", "6000"]),  # and the LSTM's memory
+    ],
+)
+def test_a_run_killed_at_random_points_and_resumed_is_bit_identical_to_one_never_stopped(
+    agent, options, tmp_path
+):
+    """Classic control: the env states, every random stream and the agent's memory are saved with each
+    checkpoint, so a run stopped by SIGKILL and then by Ctrl-C at random moments, and resumed after each,
+    logs the same games and losses and ends with the same weights as a run never stopped."""
+    args = [agent, *options, "--eval-episodes", "2", "--checkpoint-minutes", "0.002"]
+    straight = tmp_path / "straight"
+    _, err = start(straight, *args).communicate(timeout=300)
+    assert "Traceback" not in err, err
+    cut, rng = tmp_path / "cut", random.Random(agent)
+    latest = cut / "checkpoints" / "latest.safetensors"
+    proc = start(cut, *args)
+    for signum, code in ((signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)):
+        before = latest.stat().st_mtime_ns if latest.exists() else 0
+        deadline = time.time() + 90
+        while time.time() < deadline and (latest.stat().st_mtime_ns if latest.exists() else 0) == before:
+            time.sleep(0.02)  # until this process has trained and saved: the stop lands in training
+        time.sleep(rng.uniform(0.0, 0.5))
+        os.killpg(proc.pid, signum)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == code, err  # stopped, not finished
+        proc = start(None, agent, "--resume", str(cut))
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    (rows, tensors), (rows_cut, tensors_cut) = learned(straight), learned(cut)
+    assert sum("episode_return" in r for r in rows) > 20 and any("losses/" in k for r in rows for k in r)
+    assert rows_cut == rows
+    assert tensors_cut.keys() == tensors.keys()
+    for name, tensor in tensors.items():
+        assert torch.equal(tensors_cut[name], tensor), name

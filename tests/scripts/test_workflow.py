@@ -17,7 +17,8 @@ from pixelrl import compare, evaluation, training
 from pixelrl.checkpoint import load_arrays, load_checkpoint, read_meta, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--frames", "1600", "--learning-starts", "100", "--buffer-size", "1000", "--num-envs", "2",
+# One env: its 400 steps hold at least one whole Breakout game (random play lasts 140-250 steps).
+TINY = ["--frames", "1600", "--learning-starts", "100", "--buffer-size", "1000", "--num-envs", "1",
         "--eval-episodes", "1", "--eval-every", "800", "--video-every", "1", "--log-every", "50",
         "--no-progress"]  # fmt: skip
 
