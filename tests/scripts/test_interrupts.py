@@ -43,14 +43,20 @@ def wait_for_updates(run_dir: Path, updates: int, timeout: float = 90) -> None:
     raise AssertionError(f"no {updates} updates within {timeout} s")
 
 
-@pytest.mark.parametrize("backend", ["sync", "async", "envpool"])
+@pytest.mark.parametrize("backend", ["sync", "async", "envpool", "ale"])
 def test_ctrl_c_to_the_process_group_saves_the_last_update_on_every_backend(backend, tmp_path):
     if backend == "envpool" and not envpool_available():
         pytest.skip("EnvPool is not installed")
     run_dir = tmp_path / backend
-    # PPO's CartPole preset: 8 envs x 32 steps per update. Async workers get the signal too.
-    proc = start(run_dir, "ppo", "--env", "CartPole-v1", "--backend", backend, "--frames", "10000000")
-    wait_for_updates(run_dir, 3)
+    # PPO's CartPole preset: 8 envs x 32 steps per update. Async workers get the signal too. The ale
+    # backend runs Atari only: Pong with 8 envs x 32 steps as well, and its emulator threads.
+    game = (
+        ["--env", "Pong", "--num-steps", "32", "--video-every", "0"]
+        if backend == "ale"
+        else ["--env", "CartPole-v1"]
+    )
+    proc = start(run_dir, "ppo", *game, "--backend", backend, "--frames", "10000000")
+    wait_for_updates(run_dir, 1 if backend == "ale" else 3)
     time.sleep(0.3)  # land anywhere: inside a rollout or an update
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
