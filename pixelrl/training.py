@@ -187,8 +187,8 @@ class Trainer:
             if state is not None and saved.exists():
                 replay.load_state_dict(load_arrays(saved))
         if loop_state is not None and not restore(loop_state, agent, env, replay):
-            print("note: the envs start new games here; only the sync backend saves and restores the games in "
-                  "progress (see docs/reliability.md)", file=sys.stderr)  # fmt: skip
+            print("note: the envs start new games here; only the sync backend saves and restores the games "
+                  "in progress (see docs/reliability.md)", file=sys.stderr)  # fmt: skip
         config = {"agent": self.spec.name, "game": self.game.env_id, "frames_per_step": self.frames_per_step,
                   "agent_config": dataclasses.asdict(cfg), **self._run_config()}  # fmt: skip
         logger = RunLogger(self.run_dir, config, wandb_mode=run.wandb, resume=state is not None)
