@@ -46,8 +46,11 @@ def moving_average(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
-def plot_learning_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Raw game score against frames: each training game, their moving average, and evaluations."""
+def plot_learning_curve(
+    rows: list[dict], path: str | Path, title: str = "", baseline: tuple[str, float] | None = None
+) -> Path:
+    """Raw game score against frames: each training game, their moving average, and evaluations; a
+    baseline (name, score) is drawn as a horizontal line."""
     path = Path(path)
     games = [(r["frames"], r["episode_return"]) for r in rows if r.get("episode_return") is not None]
     evals = [
@@ -64,6 +67,8 @@ def plot_learning_curve(rows: list[dict], path: str | Path, title: str = "") -> 
     if evals:
         frames, means, stds = zip(*evals, strict=True)
         ax.errorbar(frames, means, yerr=stds, fmt="o-", capsize=3, label="evaluation (mean ± std)")
+    if baseline is not None:
+        ax.axhline(baseline[1], color="gray", ls="--", label=f"{baseline[0]} ({baseline[1]:.1f})")
     ax.set(xlabel="frames", ylabel="game score", title=title)
     return save_figure(fig, ax, path)
 

@@ -6,6 +6,7 @@
     python scripts/benchmark.py precision [--agent ppo] [--env CartPole-v1] [--frames 100000] [--seeds 3]
     python scripts/benchmark.py memory [--env CartPole-NoVel] [--agents ppo-lstm,ppo,drqn,dqn] [--seeds 3]
     python scripts/benchmark.py rss [--agent dqn] [--env Pong] [--buffer-size 20000] [--minutes 10]
+    python scripts/benchmark.py learning --game Pong --agent ppo [--preset fast] [--sticky 0] [--target 20]
 
 Each prints its figures and writes them under --out (docs by default) as JSON, markdown and a plot;
 `python scripts/benchmark.py SUBCOMMAND --help` says what it measures.
@@ -19,7 +20,7 @@ from typing import Annotated
 
 import tyro
 
-from pixelrl import benchmarks, cli
+from pixelrl import benchmarks, cli, learning
 
 Subcommand = (
     Annotated[benchmarks.Envs, tyro.conf.subcommand("envs")]
@@ -28,6 +29,7 @@ Subcommand = (
     | Annotated[benchmarks.Precision, tyro.conf.subcommand("precision")]
     | Annotated[benchmarks.Memory, tyro.conf.subcommand("memory")]
     | Annotated[benchmarks.Rss, tyro.conf.subcommand("rss")]
+    | Annotated[learning.Learning, tyro.conf.subcommand("learning")]
 )
 RUN = {
     benchmarks.Envs: benchmarks.bench_envs,
@@ -36,6 +38,7 @@ RUN = {
     benchmarks.Precision: benchmarks.bench_precision,
     benchmarks.Memory: benchmarks.bench_memory,
     benchmarks.Rss: benchmarks.bench_rss,
+    learning.Learning: learning.bench_learning,
 }
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +110,22 @@ def test_acting_follows_every_update(module, monkeypatch):
             agent.clip = 0.1
         agent.update(b_batch)
     assert (acted_values[-1] - acted_values[0]).abs().mean() > 0.1  # the updates moved the values
+
+
+def test_the_adaptive_rate_follows_the_kl_within_its_bounds():
+    assert ppo.adapted_lr(3e-4, 0.001, 0.01) == pytest.approx(4.5e-4)  # moved too little: faster
+    assert ppo.adapted_lr(3e-4, 0.05, 0.01) == pytest.approx(2e-4)  # too much: slower
+    assert ppo.adapted_lr(3e-4, 0.01, 0.01) == 3e-4  # within [target / 2, 2 target]: kept
+    assert ppo.adapted_lr(9e-3, 0.0, 0.01) == 1e-2 and ppo.adapted_lr(1e-6, 1.0, 0.01) == 1e-6
+
+
+def test_the_adaptive_rate_lives_in_the_optimiser_and_is_logged():
+    cfg = dataclasses.replace(ppo.PRESETS["classic"], adaptive_kl=1e-9, frames=512, anneal=False)
+    env = envs.make("CartPole-v1", cfg.num_envs, seed=0)
+    agent = ppo.make_agent(cfg, env, "cpu", 0)
+    loop = ppo.train(cfg, env, agent, total_steps=512)
+    rows = [r for _, rows in loop for r in rows if "losses/policy" in r]
+    env.close()
+    rates = [r["charts/learning_rate"] for r in rows]
+    assert rates == pytest.approx([cfg.lr / 1.5, cfg.lr / 1.5**2])  # every update moved more than 2e-9
+    assert agent.optimizer.param_groups[0]["lr"] == pytest.approx(rates[-1])

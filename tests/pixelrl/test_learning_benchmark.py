@@ -1,0 +1,55 @@
+"""`benchmark.py learning`: one benchmark row end to end, continued where an earlier call stopped."""
+
+import json
+
+import pytest
+
+from pixelrl.learning import GAP_SECONDS, time_to, training_time
+
+
+def test_training_time_skips_the_gaps_of_a_stop_and_counts_the_resumes():
+    rows = [{"time": t} for t in (0.0, 10.0, 20.0, 20.0 + GAP_SECONDS + 1, 30.0 + GAP_SECONDS + 1)] + [{}]
+    assert training_time(rows) == (30.0, 1)
+
+
+def test_time_to_is_the_first_evaluation_at_the_target():
+    rows = [{"time": 0.0, "frames": 0}, {"time": 60.0, "frames": 100, "eval/mean_return": 5.0},
+            {"time": 120.0, "frames": 200, "eval/mean_return": 20.0},
+            {"time": 180.0, "frames": 300, "eval/mean_return": 21.0}]  # fmt: skip
+    assert time_to(rows, 20.0) == {"frames": 200, "minutes": 2.0, "eval_mean": 20.0}
+    assert time_to(rows, 22.0) is None
+
+
+def test_a_learning_row_trains_continues_and_evaluates(tmp_path, script):
+    benchmark = script("benchmark")
+    where = ["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "docs")]
+    common = ["learning", "--game", "CartPole-v1", "--agent", "ppo", "--episodes", "4", "--target", "60",
+              "--eval-episodes", "2", *where]  # fmt: skip
+    first = benchmark([*common, "--frames", "4096"])
+    second = benchmark([*common, "--frames", "8192"])  # the same run, continued to the larger budget
+    assert first["run_dir"] == second["run_dir"] and second["frames"] == 8192 > first["frames"]
+    out = tmp_path / "docs" / "ppo-classic-CartPole-v1-s0"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 8192 and summary["resumes"] == 0 and summary["cpu_model"]
+    assert summary["eval"]["episodes"] == 4 and len(summary["eval"]["ci95"]) == 2
+    assert summary["eval"]["mean"] > summary["random_mean"]  # PPO's CartPole preset learns in 8k steps
+    reached = summary["time_to_target"]
+    assert reached is None or reached["frames"] <= 8192 and reached["eval_mean"] >= 60
+    for name in ("eval.md", "eval.json", "eval.png", "curve.png"):
+        assert (out / name).stat().st_size > 0
+    rows = (tmp_path / "runs" / "ppo-classic-CartPole-v1-s0" / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(r)["global_step"] for r in rows if "losses/policy" in r]
+    assert steps == sorted(set(steps))  # continued: no step logged twice
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preset", "nope"], "--preset nope: ppo has presets"),
+        (["--preset", "fast"], "--preset fast is for atari games, not CartPole-v1"),
+        (["--sticky", "0"], "--sticky applies to Atari games"),
+    ],
+)
+def test_bad_learning_options_are_one_line(args, message, tmp_path, script):
+    with pytest.raises(SystemExit, match=message):
+        script("benchmark")(["learning", "--game", "CartPole-v1", "--runs", str(tmp_path), *args])
