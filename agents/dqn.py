@@ -147,6 +147,11 @@ PRESETS = {
         learning_starts=1_000, train_every=256, gradient_steps=128, target_update_every=10,
         eps_end=0.04, eps_decay_steps=8_000, eval_epsilon=0.0, n_step=1, loss="mse", precision="fp32",
     ),
+    # Pong in 2M frames: four times the default replay ratio (a batch of 32 after every agent step, as in
+    # data-efficient Rainbow, van Hasselt et al. 2019), dueling heads (Wang et al. 2016) on top of the
+    # default double DQN with 3-step returns, learning from 10k steps with epsilon decayed over 100k.
+    "fast": Config(frames=2_000_000, train_every=1, learning_starts=10_000, eps_decay_steps=100_000,
+                   dueling=True),
 }  # fmt: skip
 
 
