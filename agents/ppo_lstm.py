@@ -151,10 +151,11 @@ class RecurrentPPO:
                 self.optimizer.step()
                 for k, v in mb_stats.items():
                     stats.setdefault(k, []).append(v.item())
-            recent_kl = stats.get("approx_kl", [0.0])[-cfg.minibatches :]
-            if cfg.target_kl is not None and np.mean(recent_kl) > cfg.target_kl:
+            last_kl = float(np.mean(stats.get("approx_kl", [0.0])[-cfg.minibatches :]))  # as PPO's
+            if cfg.target_kl is not None and last_kl > cfg.target_kl:
                 break
-        return {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
+        means = {f"losses/{k}": float(np.mean(v)) for k, v in stats.items()}
+        return means | {"losses/last_epoch_kl": last_kl}
 
     def state_dict(self) -> dict:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
