@@ -16,8 +16,8 @@ def test_presets_are_chosen_by_name_and_options_still_override_them(capsys: pyte
     _, _, classic = cli.parse_train(["ppo", "--env", "CartPole-v1"], "")
     assert classic.epochs == 20  # the family default without --preset
 
-    with pytest.raises(SystemExit, match="--preset fast: ppo has presets atari, classic, throughput"):
-        cli.parse_train(["ppo", "--env", "Pong", "--preset", "fast"], "")
+    with pytest.raises(SystemExit, match="--preset quick: ppo has presets atari, classic, throughput, fast"):
+        cli.parse_train(["ppo", "--env", "Pong", "--preset", "quick"], "")
     with pytest.raises(SystemExit, match="--preset starts a new run; a resumed run keeps its saved config"):
         cli.parse_train(["ppo", "--resume", "runs/x", "--preset", "throughput"], "")
     with pytest.raises(SystemExit, match="--preset throughput is for atari games, not CartPole-v1; drop"):
@@ -31,4 +31,5 @@ def test_presets_are_chosen_by_name_and_options_still_override_them(capsys: pyte
         cli.parse_train(["ppo", "--help"], "")
     out = capsys.readouterr().out
     assert "throughput (atari): num_envs=64, epochs=3, minibatches=8" in out
+    assert "fast (atari): frames=8000000, num_envs=16, minibatches=8, lr=0.0005, clip=0.2" in out
     assert "classic (classic): frames=100000" in out
