@@ -26,8 +26,6 @@ from pixelrl.measure import machine
 from pixelrl.plots import plot_learning_curve
 from pixelrl.training import RunConfig, Trainer
 
-GAP_SECONDS = 300.0  # metrics rows further apart than this: the run was stopped and resumed in between
-
 
 @dataclass(frozen=True)
 class Learning:
@@ -70,19 +68,19 @@ def _sticky(opts: Learning) -> float:
     return envs.AtariOptions().sticky if opts.sticky is None else opts.sticky
 
 
-def training_time(rows: list[dict[str, Any]]) -> tuple[float, int]:
-    """(seconds of training, resumes) from the rows' wall-clock stamps: a gap over GAP_SECONDS between two
-    rows is a stop and a resume, and is not counted."""
-    stamps = np.array([r["time"] for r in rows if "time" in r])
-    gaps = np.diff(stamps)
-    return float(gaps[gaps <= GAP_SECONDS].sum()), int((gaps > GAP_SECONDS).sum())
+def training_time(rows: list[dict[str, Any]], resumed_at: list[float]) -> float:
+    """Seconds of training from the rows' wall-clock stamps: the time between two rows counts unless the
+    run was resumed in between (config.json's "resumes"), when it was stopped."""
+    stamps = [r["time"] for r in rows if "time" in r]
+    gaps = zip(stamps[:-1], stamps[1:], strict=True)
+    return float(sum(b - a for a, b in gaps if not any(a < t <= b for t in resumed_at)))
 
 
-def time_to(rows: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
+def time_to(rows: list[dict[str, Any]], target: float, resumed_at: list[float]) -> dict[str, Any] | None:
     """Frames and training minutes at the first evaluation whose mean reached `target`; None if none did."""
     for i, row in enumerate(rows):
         if row.get("eval/mean_return", -np.inf) >= target:
-            return {"frames": row["frames"], "minutes": training_time(rows[: i + 1])[0] / 60,
+            return {"frames": row["frames"], "minutes": training_time(rows[: i + 1], resumed_at) / 60,
                     "eval_mean": row["eval/mean_return"]}  # fmt: skip
     return None
 
@@ -116,7 +114,9 @@ def bench_learning(opts: Learning, command: str, progress: Callable[[str], None]
     baselines = "random,human,dqn2015" if game.kind == "atari" else "random"
     result = evaluate(EvaluateOptions(targets=(run_dir,), episodes=opts.episodes, checkpoint="latest",
                                       baselines=baselines, device=opts.device, out=out))  # fmt: skip
-    seconds, resumes = training_time(rows)
+    resumes = json.loads((run_dir / "config.json").read_text()).get("resumes", [])
+    resumed_at = [r["time"] for r in resumes]
+    seconds = training_time(rows, resumed_at)
     random_row = next(iter(result["baselines"].values()))["random (played here)"]
     sps = [r["sps"] for r in rows if "sps" in r]
     summary = {
@@ -130,13 +130,13 @@ def bench_learning(opts: Learning, command: str, progress: Callable[[str], None]
         "seed": opts.seed,
         "frames": read_meta(latest)["frames"],
         "training_minutes": seconds / 60,
-        "resumes": resumes,
+        "resumes": len(resumes),
         "median_sps": float(np.median(sps)) if sps else None,
         "eval": {k: result[k] for k in ("episodes", "mean", "median", "std", "ci95") if k in result}
         | {k: result[k] for k in ("human_normalised", "human_normalised_ci95") if k in result},
         "random_mean": random_row["mean"],
         "target": opts.target,
-        "time_to_target": None if opts.target is None else time_to(rows, opts.target),
+        "time_to_target": None if opts.target is None else time_to(rows, opts.target, resumed_at),
         "run_dir": str(run_dir),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -4,20 +4,22 @@ import json
 
 import pytest
 
-from pixelrl.learning import GAP_SECONDS, time_to, training_time
+from pixelrl.learning import time_to, training_time
 
 
-def test_training_time_skips_the_gaps_of_a_stop_and_counts_the_resumes():
-    rows = [{"time": t} for t in (0.0, 10.0, 20.0, 20.0 + GAP_SECONDS + 1, 30.0 + GAP_SECONDS + 1)] + [{}]
-    assert training_time(rows) == (30.0, 1)
+def test_training_time_skips_the_stop_before_each_resume():
+    rows = [{"time": 0.0}, {"time": 10.0}, {"time": 20.0}, {"time": 900.0}, {"time": 910.0}, {}]
+    assert training_time(rows, []) == 910.0
+    assert training_time(rows, [895.0]) == 30.0  # stopped after 20 s, resumed at 895 s
 
 
 def test_time_to_is_the_first_evaluation_at_the_target():
     rows = [{"time": 0.0, "frames": 0}, {"time": 60.0, "frames": 100, "eval/mean_return": 5.0},
             {"time": 120.0, "frames": 200, "eval/mean_return": 20.0},
             {"time": 180.0, "frames": 300, "eval/mean_return": 21.0}]  # fmt: skip
-    assert time_to(rows, 20.0) == {"frames": 200, "minutes": 2.0, "eval_mean": 20.0}
-    assert time_to(rows, 22.0) is None
+    assert time_to(rows, 20.0, []) == {"frames": 200, "minutes": 2.0, "eval_mean": 20.0}
+    assert time_to(rows, 20.0, [90.0]) == {"frames": 200, "minutes": 1.0, "eval_mean": 20.0}
+    assert time_to(rows, 22.0, []) is None
 
 
 def test_a_learning_row_trains_continues_and_evaluates(tmp_path, script):
@@ -30,7 +32,7 @@ def test_a_learning_row_trains_continues_and_evaluates(tmp_path, script):
     assert first["run_dir"] == second["run_dir"] and second["frames"] == 8192 > first["frames"]
     out = tmp_path / "docs" / "ppo-classic-CartPole-v1-s0"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames"] == 8192 and summary["resumes"] == 0 and summary["cpu_model"]
+    assert summary["frames"] == 8192 and summary["resumes"] == 1 and summary["cpu_model"]
     assert summary["eval"]["episodes"] == 4 and len(summary["eval"]["ci95"]) == 2
     assert summary["eval"]["mean"] > summary["random_mean"]  # PPO's CartPole preset learns in 8k steps
     reached = summary["time_to_target"]

@@ -134,8 +134,8 @@ def flat_tensors(state: object, prefix: str = "") -> dict[str, torch.Tensor]:
 def learned(run_dir: Path) -> tuple[list[dict], dict]:
     """What a run learned and played: its metrics rows less the wall-clock fields, and its final tensors."""
     clock = {"time", "sps", "perf/sps"}
-    rows = [{k: v for k, v in json.loads(line).items() if k not in clock}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    rows = [{k: v for k, v in json.loads(line).items() if k not in clock} for line in lines]
     return rows, flat_tensors(load_checkpoint(run_dir / "checkpoints" / "latest")[0])
 
 
