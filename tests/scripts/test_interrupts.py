@@ -144,8 +144,10 @@ def learned(run_dir: Path) -> tuple[list[dict], dict]:
     [
         ("ppo", ["--env", "CartPole-v1", "--frames", "8000"]),  # stops inside rollouts: the last update's
         ("dqn", ["--env", "CartPole-v1", "--frames", "4000", "--learning-starts", "500", "--save-replay"]),
-        # and the LSTM's memory: 20 s more, so with the opt-in checks (-m benchmark), to keep `make test` short
-        pytest.param("ppo-lstm", ["--env", "CartPole-NoVel", "--frames", "6000"], marks=pytest.mark.benchmark),
+        # and the LSTM's memory: 20 s more, so with the opt-in checks (-m benchmark): make test stays short
+        pytest.param(
+            "ppo-lstm", ["--env", "CartPole-NoVel", "--frames", "6000"], marks=pytest.mark.benchmark
+        ),
     ],
 )
 def test_a_run_killed_at_random_points_and_resumed_is_bit_identical_to_one_never_stopped(
