@@ -26,6 +26,7 @@ import nets
 from agents.common import check_config
 from pixelrl.checkpoint import (
     RUN_FIELDS,
+    CheckpointError,
     check_agent_fits,
     find_checkpoint,
     load_arrays,
@@ -186,7 +187,13 @@ class Trainer:
             saved = self.run_dir / "checkpoints" / "replay.npz"
             if state is not None and saved.exists():
                 replay.load_state_dict(load_arrays(saved))
-        if loop_state is not None and not restore(loop_state, agent, env, replay):
+        try:  # the loop state is data from the file: whatever in it does not fit is the file's fault
+            with_envs = loop_state is None or restore(loop_state, agent, env, replay)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
+            _close_quietly(env)
+            why = f"{type(err).__name__}: {err}"
+            raise CheckpointError(path, f"its loop state cannot be restored ({why})") from None
+        if not with_envs:
             print("note: the envs start new games here; only the sync backend saves and restores the games "
                   "in progress (see docs/reliability.md)", file=sys.stderr)  # fmt: skip
         config = {"agent": self.spec.name, "game": self.game.env_id, "frames_per_step": self.frames_per_step,

@@ -29,6 +29,7 @@ from pixelrl.checkpoint import (
     check_agent_fits,
     check_shapes,
     load_checkpoint,
+    load_loop_state,
     meta_state,
     read_meta,
     save_checkpoint,
@@ -649,3 +650,15 @@ def bad_runs(cartpole, tmp_path_factory):
         elif kind == "missing":
             rewrite_meta(latest, lambda meta: meta.pop("run_config"))
     return runs
+
+
+def test_a_loop_state_that_does_not_fit_is_refused_with_one_line(cartpole, tmp_path, script):
+    """The loop state (random streams, env states) is data from the file too: one that cannot be put back
+    is named in one line, before training."""
+    run_dir, latest = copy_run(cartpole, tmp_path)
+    state, meta = load_checkpoint(latest)
+    loop = load_loop_state(latest)
+    loop["random"]["python"] = [3, [1, 2], None]  # not a Mersenne Twister state
+    save_checkpoint(latest, state, meta, loop)
+    refused(script, "train", ["dqn", "--resume", str(run_dir), "--wandb", "off", "--no-progress"],
+            f"{latest}: its loop state cannot be restored (ValueError: ")  # fmt: skip
