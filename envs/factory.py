@@ -168,9 +168,9 @@ class _EpisodeStarts(gym.vector.VectorWrapper):
         self._first_seed: int | None = seed
         self._first = np.ones(self.num_envs, dtype=bool)  # of the observations returned last
         self._ended = np.zeros(self.num_envs, dtype=bool)  # the last step ended these: they reset next
+        # Both are replaced, never written in place: the caller may keep the arrays handed out.
         self._obs: Any = None  # the observations returned last
         self._restored: Any = None  # observations the next reset() returns: see set_state
-        # Both are replaced, never written in place: the caller may keep the arrays handed out.
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         if self._restored is not None:  # a resumed run: its games go on from the saved state
@@ -193,7 +193,7 @@ class _EpisodeStarts(gym.vector.VectorWrapper):
     def get_state(self) -> dict[str, Any] | None:
         """Every env's state and the last observations, as data; None where it cannot be saved: the async
         backend's workers keep their pending autoresets to themselves (see envs/resume.py for one env)."""
-        if not isinstance(self.env, gym.vector.SyncVectorEnv) or self._obs is None:
+        if not can_restore(self) or self._obs is None:
             return None
         singles = [single_state(env) for env in self.env.envs]
         if any(s is None for s in singles):
@@ -204,9 +204,9 @@ class _EpisodeStarts(gym.vector.VectorWrapper):
     def set_state(self, state: dict[str, Any]) -> None:
         """Put back what `get_state` saved; the next reset() returns the saved observations (info[RESTORED]
         says so) instead of starting new games."""
-        sync = self.env
-        if not isinstance(sync, gym.vector.SyncVectorEnv) or len(state["envs"]) != self.num_envs:
-            raise ValueError("a saved env state restores into the sync backend with as many envs")
+        sync = self.env  # a SyncVectorEnv (set_env_state checks)
+        if len(state["envs"]) != self.num_envs:
+            raise ValueError(f"the saved env state has {len(state['envs'])} envs, this run {self.num_envs}")
         for env, single in zip(sync.envs, state["envs"], strict=True):
             restore_single(env, single)
         self._first, self._ended = state["first"].numpy().copy(), state["ended"].numpy().copy()
