@@ -24,7 +24,7 @@ from pixelrl.compare import EvaluateOptions, evaluate
 from pixelrl.logger import read_jsonl, write_json_atomic
 from pixelrl.measure import machine
 from pixelrl.plots import plot_learning_curve
-from pixelrl.training import RunConfig, Trainer
+from pixelrl.training import RunConfig, Trainer, saved_resumes
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def bench_learning(opts: Learning, command: str, progress: Callable[[str], None]
     baselines = "random,human,dqn2015" if game.kind == "atari" else "random"
     result = evaluate(EvaluateOptions(targets=(run_dir,), episodes=opts.episodes, checkpoint="latest",
                                       baselines=baselines, device=opts.device, out=out))  # fmt: skip
-    resumes = json.loads((run_dir / "config.json").read_text()).get("resumes", [])
+    resumes = saved_resumes(run_dir)
     resumed_at = [r["time"] for r in resumes]
     seconds = training_time(rows, resumed_at)
     random_row = next(iter(result["baselines"].values()))["random (played here)"]

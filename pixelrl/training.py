@@ -199,7 +199,7 @@ class Trainer:
         config = {"agent": self.spec.name, "game": self.game.env_id, "frames_per_step": self.frames_per_step,
                   "agent_config": dataclasses.asdict(cfg), **self._run_config()}  # fmt: skip
         if state is not None:  # where and when the run went on: the wall-clock time before is no training
-            config["resumes"] = [*_saved_resumes(self.run_dir), {"step": start_step, "time": time.time()}]
+            config["resumes"] = [*saved_resumes(self.run_dir), {"step": start_step, "time": time.time()}]
         logger = RunLogger(self.run_dir, config, wandb_mode=run.wandb, resume=state is not None)
         precision = config["agent_config"].get("precision")  # the agents that have one
         device = f"device {agent.device}" + (f", precision {precision}" if precision else "")
@@ -420,7 +420,7 @@ class Trainer:
 MIN_FREE_BYTES = 200 * 2**20  # checkpoints, videos and metrics of a run: refuse less before training
 
 
-def _saved_resumes(run_dir: Path) -> list[dict[str, Any]]:
+def saved_resumes(run_dir: Path) -> list[dict[str, Any]]:
     """The resumes config.json records so far ([] for a config without them or none readable)."""
     try:
         resumes = json.loads((run_dir / "config.json").read_text()).get("resumes", [])
