@@ -108,6 +108,21 @@ def preset_family(name: str) -> str:
     return "classic" if name == "classic" or name.startswith("classic-") else "atari"
 
 
+def choose_preset(spec: AgentSpec, preset: str | None, kind: str, game: str) -> str:
+    """The preset a run of `spec` on `game` (of env kind `kind`) uses: `preset`, checked against the agent's
+    presets and the game's family, or the family's default when None. Raises ValueError naming the fix."""
+    family = "atari" if kind == "atari" else "classic"
+    if preset is None:
+        return family
+    if preset not in spec.presets:
+        raise ValueError(f"--preset {preset}: {spec.name} has presets {', '.join(spec.presets)}")
+    if preset_family(preset) != family:
+        fits = ", ".join(p for p in spec.presets if preset_family(p) == family)
+        raise ValueError(f"--preset {preset} is for {preset_family(preset)} games, not {game}; "
+                         f"drop it or pick one of: {fits}")  # fmt: skip
+    return preset
+
+
 def check_spec(spec: AgentSpec) -> None:
     """Raise TypeError naming what an agent module declares wrongly."""
     where = f"agent {spec.name!r}"

@@ -26,6 +26,7 @@ from envs.backends import (
 from envs.envpool_backend import envpool_available
 from envs.factory import (
     alias_options,
+    atari_only_options,
     backend_of,
     can_restore,
     emulator_threads_per_group,
@@ -45,6 +46,7 @@ from envs.factory import (
 
 __all__ = [
     "alias_options",
+    "atari_only_options",
     "BACKENDS",
     "Backend",
     "AtariOptions",

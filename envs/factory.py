@@ -101,6 +101,15 @@ def alias_options(game: str) -> dict[str, Any]:
     return dict({_key(alias): opts for alias, (_, opts) in ALIASES.items()}.get(_key(game), {}))
 
 
+def atari_only_options(game: str, kind: str, **options: Any) -> dict[str, Any]:
+    """The Atari protocol options that were given (not None), such as sticky or flicker; for a game of
+    another kind any given one is refused, naming the option to drop."""
+    given = {name: value for name, value in options.items() if value is not None}
+    if given and kind != "atari":
+        raise ValueError(f"--{next(iter(given))} applies to Atari games, not {game}; drop it")
+    return given
+
+
 class ClassicOptions(NamedTuple):
     hide_velocity: bool
     video_dir: str | None

@@ -69,14 +69,9 @@ def parse_train(argv: list[str], usage: str | None) -> tuple[agents.AgentSpec, R
     game = _option(rest, "--env") or RunConfig.env
     with one_line_errors("--env: "):
         kind = envs.resolve(game).kind
-    family = "atari" if kind == "atari" else "classic"
-    if preset is not None and preset not in spec.presets:
-        raise SystemExit(f"error: --preset {preset}: {spec.name} has presets {', '.join(spec.presets)}")
-    if preset is not None and agents.preset_family(preset) != family:
-        fits = ", ".join(p for p in spec.presets if agents.preset_family(p) == family)
-        raise SystemExit(f"error: --preset {preset} is for {agents.preset_family(preset)} games, not {game}; "
-                         f"drop it or pick one of: {fits}")  # fmt: skip
-    return spec, *_parse_over(spec, rest, RunConfig(), spec.presets[preset or family])
+    with one_line_errors():
+        preset = agents.choose_preset(spec, preset, kind, game)
+    return spec, *_parse_over(spec, rest, RunConfig(), spec.presets[preset])
 
 
 def describe_presets(spec: agents.AgentSpec) -> str:

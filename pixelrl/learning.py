@@ -17,7 +17,7 @@ import numpy as np
 
 import agents
 import envs
-from agents.common import ConfigError, check_config
+from agents.common import check_config
 from envs.factory import GameSpec
 from pixelrl.checkpoint import read_meta
 from pixelrl.compare import EvaluateOptions, evaluate
@@ -88,14 +88,8 @@ def time_to(rows: list[dict[str, Any]], target: float, resumed_at: list[float]) 
 def bench_learning(opts: Learning, command: str, progress: Callable[[str], None] = print) -> dict:
     spec = agents.get_agent(opts.agent)
     game = envs.resolve(opts.game)
-    family = "atari" if game.kind == "atari" else "classic"
-    preset = opts.preset or family
-    if preset not in spec.presets:
-        raise ConfigError(f"--preset {preset}: {spec.name} has presets {', '.join(spec.presets)}")
-    if agents.preset_family(preset) != family:
-        raise ConfigError(f"--preset {preset} is for {agents.preset_family(preset)} games, not {opts.game}")
-    if opts.sticky is not None and game.kind != "atari":
-        raise ConfigError(f"--sticky applies to Atari games, not {opts.game}; drop it")
+    preset = agents.choose_preset(spec, opts.preset, game.kind, opts.game)
+    envs.atari_only_options(opts.game, game.kind, sticky=opts.sticky)  # before any training
     cfg = spec.presets[preset]
     if opts.frames is not None:
         cfg = dataclasses.replace(cfg, frames=opts.frames)

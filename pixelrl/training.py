@@ -130,12 +130,8 @@ class Trainer:
         # velocities) are recorded too.
         self.env_options = envs.alias_options(run.env) | spec.env_options(cfg, self.game.kind)
         # Protocol options, recorded with the run so that evaluate.py and watch.py play the same game.
-        for name in ("sticky", "flicker"):
-            value = getattr(run, name)
-            if value is not None:
-                if self.game.kind != "atari":
-                    raise ValueError(f"--{name} applies to Atari games, not {run.env}; drop it")
-                self.env_options = self.env_options | {name: value}
+        self.env_options |= envs.atari_only_options(run.env, self.game.kind, sticky=run.sticky,
+                                                    flicker=run.flicker)  # fmt: skip
         if run.backend == "ale" and self.game.kind == "atari" and run.video_every != 0:
             raise ValueError("--backend ale cannot record training videos (ale-py's vector env has no "
                              "screen); add --video-every 0, or use --backend auto")  # fmt: skip
