@@ -24,7 +24,7 @@ from pixelrl.compare import EvaluateOptions, evaluate
 from pixelrl.logger import read_jsonl, write_json_atomic
 from pixelrl.measure import machine
 from pixelrl.plots import plot_learning_curve
-from pixelrl.training import RunConfig, Trainer, saved_resumes
+from pixelrl.training import RunConfig, saved_resumes, train_to_budget
 
 
 @dataclass(frozen=True)
@@ -96,14 +96,11 @@ def bench_learning(opts: Learning, command: str, progress: Callable[[str], None]
     name = run_name(opts, preset, game)
     run_dir, out = opts.runs / name, opts.out / name
     latest = run_dir / "checkpoints" / "latest.safetensors"
-    done = latest.exists() and read_meta(latest)["frames"] >= cfg.frames
-    if not done:
-        progress(f"{'continuing' if latest.exists() else 'training'} {run_dir}")
-        run = RunConfig(env=opts.game, seed=opts.seed, run_dir=run_dir, wandb="off", device=opts.device,
-                        sticky=opts.sticky, eval_episodes=opts.eval_episodes,
-                        checkpoint_minutes=opts.checkpoint_minutes, video_every=0, progress=False,
-                        resume=run_dir if latest.exists() else None)  # fmt: skip
-        Trainer(spec, run, cfg).main()
+    run = RunConfig(env=opts.game, seed=opts.seed, run_dir=run_dir, wandb="off", device=opts.device,
+                    sticky=opts.sticky, eval_episodes=opts.eval_episodes,
+                    checkpoint_minutes=opts.checkpoint_minutes, video_every=0, progress=False)  # fmt: skip
+    if not train_to_budget(spec, run, cfg):
+        progress(f"{run_dir} already holds {cfg.frames:,} frames: evaluating it")
     rows = read_jsonl(run_dir / "metrics.jsonl")
     baselines = "random,human,dqn2015" if game.kind == "atari" else "random"
     result = evaluate(EvaluateOptions(targets=(run_dir,), episodes=opts.episodes, checkpoint="latest",

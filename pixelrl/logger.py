@@ -13,6 +13,7 @@ import netrc
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,10 @@ class RunLogger:
         resume: bool = False,
         quiet: bool = False,
         step_metric: str = "global_step",
+        on_log: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.on_log = on_log  # called with every row written (a Ray Tune trial reports them)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         write_json_atomic(self.run_dir / "config.json", config)
@@ -168,6 +171,8 @@ class RunLogger:
                 self._wandb.log(metrics)
             except Exception as exc:
                 self._wandb_failed(exc)
+        if self.on_log is not None:
+            self.on_log(row)
 
     def log_video(self, path: str | Path, step: int, key: str = "media/video") -> None:
         if self._wandb is None:

@@ -10,11 +10,12 @@ import json
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -114,12 +115,25 @@ class Session:
     last_eval: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+class Observer(Protocol):
+    """Something outside a run that follows it, such as a Ray Tune trial (pixelrl/sweep.py)."""
+
+    def logged(self, row: dict[str, Any]) -> None:
+        """Called with every row the run writes to metrics.jsonl (games, statistics, evaluations)."""
+
+    def saved(self, run_dir: Path) -> None:
+        """Called after each write of the latest checkpoint (and the replay, where the run saves it)."""
+
+
 class Trainer:
     """Builds, checks and runs one training run. The constructor checks everything a run needs that takes
-    no time (ValueError with one line otherwise); `main` trains."""
+    no time (ValueError with one line otherwise); `main` trains. An `observer` hears of every logged row
+    and every checkpoint."""
 
-    def __init__(self, spec: agents.AgentSpec, run: RunConfig, cfg: Any) -> None:
-        self.spec, self.run = spec, run
+    def __init__(
+        self, spec: agents.AgentSpec, run: RunConfig, cfg: Any, observer: Observer | None = None
+    ) -> None:
+        self.spec, self.run, self.observer = spec, run, observer
         self.game = envs.resolve(run.env)
         device = nets.resolve_device(run.device)  # a device that is not here: refused now, not after envs
         # The precision is chosen once, here, and recorded: config.json and checkpoints hold what ran.
@@ -196,7 +210,8 @@ class Trainer:
                   "agent_config": dataclasses.asdict(cfg), **self._run_config()}  # fmt: skip
         if state is not None:  # where and when the run went on: the wall-clock time before is no training
             config["resumes"] = [*saved_resumes(self.run_dir), {"step": start_step, "time": time.time()}]
-        logger = RunLogger(self.run_dir, config, wandb_mode=run.wandb, resume=state is not None)
+        logger = RunLogger(self.run_dir, config, wandb_mode=run.wandb, resume=state is not None,
+                           on_log=self.observer.logged if self.observer else None)  # fmt: skip
         precision = config["agent_config"].get("precision")  # the agents that have one
         device = f"device {agent.device}" + (f", precision {precision}" if precision else "")
         print(f"{self.spec.name} on {self.game.env_id}: {cfg.frames:,} frames, {cfg.num_envs} envs on "
@@ -377,6 +392,8 @@ class Trainer:
             s.saved_step = s.trained_step
         if which == "latest" and s.replay is not None:
             save_arrays(self.run_dir / "checkpoints" / "replay.npz", s.replay.state_dict())
+        if which == "latest" and self.observer is not None:
+            self.observer.saved(self.run_dir)
 
     def evaluate(self, agent: agents.Agent) -> dict[str, float]:
         games = play_games(agent, self.game.env_id, self.run.eval_episodes, seed=self.run.seed,
@@ -411,6 +428,21 @@ class Trainer:
         for path in sorted(set(self.run_dir.glob("videos/*.mp4")) - seen):
             seen.add(path)
             logger.log_video(path, step, "media/train_video")
+
+
+def train_to_budget(
+    spec: agents.AgentSpec, run: RunConfig, cfg: Any, observer: Observer | None = None
+) -> bool:
+    """Bring the run in `run.run_dir` to `cfg.frames`: a new run there, or the one there continued from its
+    latest checkpoint. False when that checkpoint already holds the budget (nothing to train)."""
+    if run.run_dir is None:
+        raise ValueError("train_to_budget needs a run directory")
+    latest = Path(run.run_dir) / "checkpoints" / "latest.safetensors"
+    if latest.exists() and read_meta(latest)["frames"] >= cfg.frames:
+        return False
+    resume = run.run_dir if latest.exists() else None
+    Trainer(spec, dataclasses.replace(run, resume=resume), cfg, observer).main()
+    return True
 
 
 MIN_FREE_BYTES = 200 * 2**20  # checkpoints, videos and metrics of a run: refuse less before training
@@ -486,11 +518,16 @@ class _deferred_stop:  # noqa: N801 (used as a context manager)
         self.signum = self.signum or signum
 
     def __enter__(self) -> _deferred_stop:
-        self._previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        # Only a main thread can take signals: a run in another thread (a Ray Tune trial) is stopped by
+        # whoever runs it, and its checkpoints on schedule bound what a stop loses.
+        self._main = threading.current_thread() is threading.main_thread()
+        if self._main:
+            self._previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGTERM, self._on_signal)
+            signal.signal(signal.SIGINT, self._on_signal)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self._previous[0])
-        signal.signal(signal.SIGINT, self._previous[1])
+        if self._main:
+            signal.signal(signal.SIGTERM, self._previous[0])
+            signal.signal(signal.SIGINT, self._previous[1])
