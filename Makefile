@@ -11,7 +11,7 @@ ARGS    ?=
 # runs AGENT on ENV with its default preset; ARGS adds options to either.
 RUN_ARGS ?= --preset fast --sticky 0
 
-.PHONY: run train supervised test lint benchmark clean-venv
+.PHONY: run train supervised test test-ray sweep lint benchmark clean-venv
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,17 @@ supervised: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# Sweeps on Ray (scripts/sweep.py) need the optional ray extra; these targets add it to .venv.
+$(VENV)/.installed-ray: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,ray]" --config-settings editable_mode=compat
+	touch $@
+
+test-ray: $(VENV)/.installed-ray
+	$(BIN)/python -m pytest -q -m ray $(ARGS)
+
+sweep: $(VENV)/.installed-ray
+	$(BIN)/python scripts/sweep.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
