@@ -141,11 +141,14 @@ class Config:
 
 PRESETS = {
     "atari": Config(),
-    # CartPole: SB3 zoo's tuned DQN (few, large bursts of updates on a small MLP).
+    # CartPole: SB3 zoo's tuned DQN (few, large bursts of updates on a small MLP), with SB3's plain DQN
+    # targets (no double Q-learning). Final 10-game evaluations at 50k steps, seeds 0-4: 500, 204.8, 500, 500,
+    # 500; with double DQN 48.5, 500, 500, 500, 198.8, and each update a third more forward passes.
     "classic": Config(
         frames=50_000, num_envs=1, buffer_size=50_000, batch_size=64, lr=2.3e-3, adam_eps=1e-8,
         learning_starts=1_000, train_every=256, gradient_steps=128, target_update_every=10,
-        eps_end=0.04, eps_decay_steps=8_000, eval_epsilon=0.0, n_step=1, loss="mse", precision="fp32",
+        eps_end=0.04, eps_decay_steps=8_000, eval_epsilon=0.0, double=False, n_step=1, loss="mse",
+        precision="fp32",
     ),
     # Pong in 2M frames: four times the default replay ratio (a batch of 32 after every agent step, as in
     # data-efficient Rainbow, van Hasselt et al. 2019), dueling heads (Wang et al. 2016) on top of the
