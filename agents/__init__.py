@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 
-from agents import a2c, dqn, drqn, ppo, ppo_lstm, reinforce, sb3
+from agents import a2c, appo, dqn, drqn, ppo, ppo_lstm, reinforce, sb3
 from agents.interface import (
     UPDATED,
     Agent,
@@ -21,7 +21,16 @@ from agents.interface import (
 
 AGENTS: dict[str, AgentSpec] = {
     spec.name: spec
-    for spec in (dqn.SPEC, reinforce.SPEC, a2c.SPEC, ppo.SPEC, ppo_lstm.SPEC, drqn.SPEC, *sb3.SPECS)
+    for spec in (
+        dqn.SPEC,
+        reinforce.SPEC,
+        a2c.SPEC,
+        ppo.SPEC,
+        appo.SPEC,
+        ppo_lstm.SPEC,
+        drqn.SPEC,
+        *sb3.SPECS,
+    )
 }
 
 

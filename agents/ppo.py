@@ -263,10 +263,7 @@ def train(
     collector = RolloutCollector(env, cfg.num_steps, agent.device, seed, recurrent=recurrent)
     global_step = start_step
     while global_step < total_steps:
-        frac = 1.0 - global_step / total_steps if cfg.anneal else 1.0
-        if cfg.adaptive_kl is None:
-            nets.optim.set_lr(agent.optimizer, cfg.lr * frac)
-        agent.clip = cfg.clip * frac
+        schedule = anneal(cfg, agent, global_step, total_steps)
         rollout = yield from collector.collect(agent, global_step)
         global_step += cfg.num_steps * env.num_envs
         advantages, returns = gae(rollout.rewards, rollout.values, rollout.next_values, rollout.terminated,
@@ -275,14 +272,27 @@ def train(
             metrics = agent.update(SequenceBatch(rollout, advantages, returns))
         else:
             metrics = agent.update(rollout.policy_batch(advantages, returns))  # reset steps dropped
-        lr = agent.optimizer.param_groups[0]["lr"]
-        if cfg.adaptive_kl is not None and "losses/last_epoch_kl" in metrics:
-            lr = adapted_lr(lr, metrics["losses/last_epoch_kl"], cfg.adaptive_kl)
-            nets.optim.set_lr(agent.optimizer, lr)
-        yield (
-            global_step,
-            [{**metrics, "charts/learning_rate": lr, "charts/clip": cfg.clip * frac, UPDATED: 1}],
-        )
+        yield global_step, [{**metrics, **schedule, **adapt(cfg, agent, metrics), UPDATED: 1}]
+
+
+def anneal(cfg: Config, agent: PPO, global_step: int, total_steps: int) -> dict[str, float]:
+    """Before an update: the learning rate (unless `adaptive_kl` adapts it) and the clip range, annealed
+    linearly to 0 over the run when `anneal`; the clip range as a statistic."""
+    frac = 1.0 - global_step / total_steps if cfg.anneal else 1.0
+    if cfg.adaptive_kl is None:
+        nets.optim.set_lr(agent.optimizer, cfg.lr * frac)
+    agent.clip = cfg.clip * frac
+    return {"charts/clip": agent.clip}
+
+
+def adapt(cfg: Config, agent: PPO, metrics: dict[str, float]) -> dict[str, float]:
+    """After an update: with `adaptive_kl`, the learning rate adapted to the update's KL; the rate as a
+    statistic."""
+    lr = agent.optimizer.param_groups[0]["lr"]
+    if cfg.adaptive_kl is not None and "losses/last_epoch_kl" in metrics:
+        lr = adapted_lr(lr, metrics["losses/last_epoch_kl"], cfg.adaptive_kl)
+        nets.optim.set_lr(agent.optimizer, lr)
+    return {"charts/learning_rate": lr}
 
 
 # rl_games bounds the adapted rate to [1e-6, 1e-2]. With this ReLU CNN 1e-2 kills the network: on Pong
