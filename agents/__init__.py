@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 
-from agents import a2c, appo, dqn, drqn, ppo, ppo_lstm, reinforce, sb3
+from agents import a2c, apex, appo, dqn, drqn, ppo, ppo_lstm, reinforce, sb3
 from agents.interface import (
     UPDATED,
     Agent,
@@ -27,6 +27,7 @@ AGENTS: dict[str, AgentSpec] = {
         a2c.SPEC,
         ppo.SPEC,
         appo.SPEC,
+        apex.SPEC,
         ppo_lstm.SPEC,
         drqn.SPEC,
         *sb3.SPECS,

@@ -18,7 +18,6 @@ of each rollout were. Ray is imported only when training starts (`pip install .[
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 import envs
 import nets
 from agents import ppo
+from agents.actors import ActorEnvs, cpu_weights, start_ray
 from agents.common import check_config
 from agents.interface import UPDATED, AgentSpec
 from agents.returns import gae
@@ -51,28 +51,6 @@ class Config(ppo.Config):
 
 
 PRESETS = {name: Config(**dataclasses.asdict(cfg)) for name, cfg in ppo.PRESETS.items()}
-
-
-class ActorEnvs:
-    """What the run layer holds as an APPO run's env: what each actor builds its envs from, and the spaces
-    (read from one env made and closed here). The actors' envs never live in this process."""
-
-    def __init__(self, game: str, num_envs: int, *, seed: int, backend: str = "auto", **options: Any) -> None:
-        film = {k: options.pop(k) for k in ("video_dir", "video_every") if k in options}
-        probe = envs.make(game, 1, seed=seed, backend="sync", **options)
-        self.single_observation_space, self.single_action_space = (
-            probe.single_observation_space, probe.single_action_space)  # fmt: skip
-        probe.close()
-        self.game, self.num_envs, self.backend = game, num_envs, backend
-        self.options, self.film = options, film
-        self.metadata = {"backend": f"{backend}, in Ray actors", "backend_why": "APPO steps its envs there"}
-
-    def actor_options(self, index: int) -> dict[str, Any]:
-        """envs.make options of actor `index`: only actor 0 films (its env 0), as a single run would."""
-        return {**self.options, **(self.film if index == 0 else {})}
-
-    def close(self) -> None:  # the actors close their own envs
-        pass
 
 
 class RolloutActor:
@@ -100,23 +78,19 @@ class RolloutActor:
                 rollout: Rollout = done.value
                 break
         fields = {f.name: getattr(rollout, f.name).cpu().numpy() for f in dataclasses.fields(Rollout)
-                  if f.name != "initial_state"}  # fmt: skip
+                  if f.name not in ("obs", "initial_state")}  # fmt: skip
+        # Images travel in their memory layout, (T, N, H, W, C): a (T, N, C, H, W) view of it would be
+        # copied into that layout on the way, and the learner's convolutions would then re-lay it out.
+        image = rollout.obs.ndim == 5
+        fields["obs"] = (rollout.obs.permute(0, 1, 3, 4, 2) if image else rollout.obs).cpu().numpy()
         return fields, games, version
 
     def close(self) -> None:
         self.env.close()
 
 
-def make_env(game: str, num_envs: int, *, seed: int, backend: str = "auto", **options: Any) -> ActorEnvs:
-    return ActorEnvs(game, num_envs, seed=seed, backend=backend, **options)
-
-
 def make_agent(cfg: Config, env: Any, device: str = "auto", seed: int = 0) -> ppo.PPO:
     return ppo.make_agent(cfg, env, device, seed)  # the learner: PPO itself
-
-
-def _cpu_weights(agent: ppo.PPO) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in agent.net.state_dict().items()}
 
 
 def train(
@@ -125,14 +99,11 @@ def train(
 ) -> Iterator[tuple[int, list[dict[str, float]]]]:  # fmt: skip
     """Learn from the actors' rollouts as they arrive. Yields (global_step, rows) once per rollout: its
     finished games and the update's statistics (an UPDATED row)."""
-    import ray
-
-    if not ray.is_initialized():  # a cluster when RAY_ADDRESS names one, else a local Ray
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+    ray = start_ray()
     remote = ray.remote(num_cpus=cfg.cpus_per_actor)(RolloutActor)
     actors = [remote.remote(cfg, env.game, env.actor_options(i), env.backend, seed + i * cfg.num_envs)
               for i in range(cfg.actors)]  # fmt: skip
-    version, weights = 0, ray.put(_cpu_weights(agent))
+    version, weights = 0, ray.put(cpu_weights(agent.net))
     pending = {actor.collect.remote(weights, version): actor for actor in actors}
     global_step = start_step
     try:
@@ -143,6 +114,8 @@ def train(
             # Ray hands over read-only views of its object store: copied, as torch wants writable memory.
             rollout = Rollout(**{k: nets.to_device(np.require(v, requirements="W"), agent.device)
                                  for k, v in fields.items()})  # fmt: skip
+            if rollout.obs.ndim == 5:  # images: (T, N, C, H, W) over channels-last memory, as PPO's rollouts
+                rollout.obs = rollout.obs.permute(0, 1, 4, 2, 3)
             schedule = ppo.anneal(cfg, agent, global_step, total_steps)  # as PPO: from the step before it
             global_step += rollout.actions.numel()
             r = rollout
@@ -150,7 +123,7 @@ def train(
                                       cfg.gamma, cfg.gae_lambda)  # fmt: skip
             metrics = agent.update(rollout.policy_batch(advantages, returns))
             version += 1
-            weights = ray.put(_cpu_weights(agent))
+            weights = ray.put(cpu_weights(agent.net))
             pending[actor.collect.remote(weights, version)] = actor
             stats = {**metrics, **ppo.adapt(cfg, agent, metrics), **schedule,
                      "charts/policy_lag": version - 1 - acted_with, UPDATED: 1}  # fmt: skip
@@ -160,5 +133,5 @@ def train(
             ray.kill(actor)
 
 
-SPEC = AgentSpec("appo", Config, PRESETS, make_agent, train, make_env=make_env, on_policy=True,
+SPEC = AgentSpec("appo", Config, PRESETS, make_agent, train, make_env=ActorEnvs, on_policy=True,
                  resumable=("frames", "actors", "cpus_per_actor"))  # fmt: skip

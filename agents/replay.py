@@ -200,27 +200,28 @@ class ReplayBuffer:
         terminated: np.ndarray,  # (N,) bool
         next_obs: np.ndarray,  # (N, ...) as returned by the vector env's step
         first: np.ndarray,  # (N,) bool: next_obs is the first of an episode (envs.first_of_episode(info))
+        envs: slice | None = None,  # the env slots these N envs fill (Ape-X: one actor's); default all
     ) -> None:
         """Record one vector-env step. Call `reset(obs)` once after the env's first reset."""
-        for e in range(self.num_envs):
-            if first[e]:  # a new episode (NEXT_STEP's reset step): next_obs starts it, no transition
-                self._start_episode(e, next_obs[e])
+        for i, e in enumerate(range(self.num_envs)[envs or slice(None)]):
+            if first[i]:  # a new episode (NEXT_STEP's reset step): next_obs starts it, no transition
+                self._start_episode(e, next_obs[i])
             else:
                 slot = self.pos[e]
-                self.actions[e, slot] = actions[e]
-                self.rewards[e, slot] = rewards[e]
-                self.terminated[e, slot] = terminated[e]
-                self._write(e, next_obs[e][-1] if self.frame_stack else next_obs[e])
+                self.actions[e, slot] = actions[i]
+                self.rewards[e, slot] = rewards[i]
+                self.terminated[e, slot] = terminated[i]
+                self._write(e, next_obs[i][-1] if self.frame_stack else next_obs[i])
                 self.size += not self.valid[e, slot]
                 self.valid[e, slot] = True
                 self.added += 1
                 if self.tree is not None:
                     self.tree.set([e * self.per_env + slot], [self.max_priority**self.alpha])
 
-    def reset(self, obs: np.ndarray) -> None:
-        """Start every env's episode from the observations of the vector env's reset()."""
-        for e in range(self.num_envs):
-            self._start_episode(e, obs[e])
+    def reset(self, obs: np.ndarray, envs: slice | None = None) -> None:
+        """Start every env's episode (or those of slots `envs`) from the observations of the reset()."""
+        for i, e in enumerate(range(self.num_envs)[envs or slice(None)]):
+            self._start_episode(e, obs[i])
 
     # ------------------------------------------------------------------ sampling
     def _stacked(self, env: np.ndarray, slot: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,14 @@ from pixelrl import throughput
 from pixelrl.evaluation import load_agent, play_games
 from pixelrl.logger import read_jsonl
 from pixelrl.measure import machine, measure_env_sps, torch_version
-from pixelrl.plots import plot_env_sps, plot_memory, plot_precision, plot_rss, plot_throughput
+from pixelrl.plots import (
+    plot_distributed,
+    plot_env_sps,
+    plot_memory,
+    plot_precision,
+    plot_rss,
+    plot_throughput,
+)
 from pixelrl.training import RunConfig, Trainer
 
 
@@ -517,4 +525,82 @@ def bench_rss(opts: Rss, command: str, progress: Callable[[str], None] = print) 
         f"(max {rss.max():.0f}); growth after full {slope:+.2f} MB/min over {t[-1] - t[0]:.1f} min"
     )
     progress(f"wrote {opts.out}/{name}.{{json,png}}")
+    return report
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """Training steps/s of the agents whose envs run on Ray actors (appo, apex) with 1 and 2 actors, beside
+    their single-process twins (ppo, dqn), on Pong at each agent's Atari settings: every contender trains
+    `frames` frames `repeats` times, interleaved; the median of its logged steps/s after the first fifth.
+    Writes <out>/benchmark_distributed.{json,md,png}. Needs the ray extra (pip install '.[ray]')."""
+
+    pairs: str = "ppo:appo,dqn:apex"
+    """single-process:distributed agent pairs."""
+    actors: str = "1,2"
+    """Actor counts to time for each distributed agent."""
+    frames: int = 100_000
+    """Frames each contender trains per repeat (DQN's replay warm-up is 5,000 transitions here)."""
+    repeats: int = 3
+    game: str = "Pong"
+    device: str = "auto"
+    runs: Path = Path("runs/distributed")
+    out: Path = Path("docs")
+
+    def __post_init__(self) -> None:
+        check_config(self, positive=("frames", "repeats"))
+
+
+def bench_distributed(opts: Distributed, command: str, progress: Callable[[str], None] = print) -> dict:
+    counts = [int(n) for n in opts.actors.split(",")]
+    contenders: list[tuple[str, str, dict, str]] = []  # (label, agent, config changes, its one-process twin)
+    for pair in opts.pairs.split(","):
+        single, distributed = pair.split(":")
+        contenders.append((single, single, {}, single))
+        contenders += [(f"{distributed} x{n}", distributed, {"actors": n}, single) for n in counts]
+    for _, name, _, _ in contenders:
+        agents.get_agent(name)  # an unknown name fails now, not after the first runs
+    sps: dict[str, list[float]] = {label: [] for label, *_ in contenders}
+    for r in range(opts.repeats):
+        for label, name, changes, _ in contenders:
+            spec = agents.get_agent(name)
+            cfg = dataclasses.replace(spec.presets["atari"], frames=opts.frames, **changes)
+            if hasattr(cfg, "learning_starts"):  # DQN's family: time the updates, not a long warm-up
+                cfg = dataclasses.replace(cfg, learning_starts=5_000)
+            run_dir = opts.runs / f"{label.replace(' ', '')}-r{r}"
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            run = RunConfig(env=opts.game, run_dir=run_dir, wandb="off", device=opts.device,
+                            eval_episodes=1, eval_every=10 * opts.frames, video_every=0, progress=False,
+                            log_every=1024)  # fmt: skip
+            Trainer(spec, run, cfg).main()
+            logged = [row["sps"] for row in read_jsonl(run_dir / "metrics.jsonl") if "sps" in row]
+            sps[label].append(float(np.median(logged[len(logged) // 5 :])))
+            progress(f"repeat {r + 1}/{opts.repeats}: {label} {sps[label][-1]:.0f} agent steps/s")
+    median = {label: float(np.median(values)) for label, values in sps.items()}
+    rows = [{"who": label, "agent": name, "actors": changes.get("actors"), "sps_all": sps[label],
+             "sps": median[label], "vs_single": median[label] / median[twin]}
+            for label, name, changes, twin in contenders]  # fmt: skip
+    cpu = machine()["cpu_model"]
+    lines = [
+        f"# Agents on Ray actors vs in one process ({opts.game})",
+        "",
+        f"`{command}` on {cpu}, {os.cpu_count()} cores: agent steps/s, median over {opts.repeats} "
+        "interleaved repeats (each the median of the logged steps/s after the first fifth).",
+        "",
+        "| who | actors | steps/s median | min | max | vs one process |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {r['who']} | {r['actors'] or '-'} | {r['sps']:.0f} | {min(r['sps_all']):.0f} | "
+              f"{max(r['sps_all']):.0f} | {r['vs_single']:.2f}x |" for r in rows]  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    progress(text)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    report = {"command": command, **machine(), "rows": rows}
+    (opts.out / "benchmark_distributed.json").write_text(json.dumps(report) + "\n")
+    (opts.out / "benchmark_distributed.md").write_text(text)
+    plot_distributed(
+        rows, opts.out / "benchmark_distributed.png", f"Agents on Ray actors, {opts.game}, {cpu}"
+    )
+    progress(f"wrote {opts.out}/benchmark_distributed.{{json,md,png}}")
     return report

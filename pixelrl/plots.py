@@ -118,6 +118,22 @@ def plot_env_sps(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_distributed(rows: list[dict], path: Path, title: str) -> None:
+    """Agent steps/s per contender: bars at the median, whiskers from the slowest to the fastest repeat."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    medians = [r["sps"] for r in rows]
+    errors = [[m - min(r["sps_all"]) for m, r in zip(medians, rows, strict=True)],
+              [max(r["sps_all"]) - m for m, r in zip(medians, rows, strict=True)]]  # fmt: skip
+    colours = ["tab:gray" if r["actors"] is None else "tab:blue" for r in rows]
+    ax.bar([r["who"] for r in rows], medians, yerr=errors, color=colours, capsize=4)
+    ax.set_ylabel("agent steps / s")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_throughput(report: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for ax, algo in zip(axes, ("ppo", "dqn"), strict=True):

@@ -7,6 +7,7 @@
     python scripts/benchmark.py memory [--env CartPole-NoVel] [--agents ppo-lstm,ppo,drqn,dqn] [--seeds 3]
     python scripts/benchmark.py rss [--agent dqn] [--env Pong] [--buffer-size 20000] [--minutes 10]
     python scripts/benchmark.py learning --game Pong --agent ppo [--preset fast] [--sticky 0] [--target 20]
+    python scripts/benchmark.py distributed [--pairs ppo:appo,dqn:apex] [--actors 1,2]   (the ray extra)
 
 Each prints its figures and writes them under --out (docs by default) as JSON, markdown and a plot;
 `python scripts/benchmark.py SUBCOMMAND --help` says what it measures.
@@ -30,6 +31,7 @@ Subcommand = (
     | Annotated[benchmarks.Memory, tyro.conf.subcommand("memory")]
     | Annotated[benchmarks.Rss, tyro.conf.subcommand("rss")]
     | Annotated[learning.Learning, tyro.conf.subcommand("learning")]
+    | Annotated[benchmarks.Distributed, tyro.conf.subcommand("distributed")]
 )
 RUN = {
     benchmarks.Envs: benchmarks.bench_envs,
@@ -39,6 +41,7 @@ RUN = {
     benchmarks.Memory: benchmarks.bench_memory,
     benchmarks.Rss: benchmarks.bench_rss,
     learning.Learning: learning.bench_learning,
+    benchmarks.Distributed: benchmarks.bench_distributed,
 }
 
 

@@ -25,7 +25,7 @@ def test_every_agent_declares_the_interface_and_builds_an_agent_that_implements_
         env.close()
         assert isinstance(agent, agents.Agent)
         assert set(spec.resumable) <= {f.name for f in dataclasses.fields(spec.Config)}
-    assert (spec.make_replay is not None) == (name in ("dqn", "drqn"))  # only these have a buffer to save
+    assert (spec.make_replay is not None) == (name in ("dqn", "apex", "drqn"))  # these have a buffer to save
 
 
 def test_a_wrong_declaration_is_named():
