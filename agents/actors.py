@@ -3,6 +3,7 @@ holds for them, starting Ray, and the weights they send. Ray is imported only wh
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
@@ -17,6 +18,10 @@ class ActorEnvs:
     its `num_envs` envs from, and the spaces (read from one env made and closed here)."""
 
     def __init__(self, game: str, num_envs: int, *, seed: int, backend: str = "auto", **options: Any) -> None:
+        if importlib.util.find_spec("ray") is None:  # refused before any env or network is built
+            raise ValueError(
+                "this agent runs its envs on Ray actors: install the extra, pip install '.[ray]'"
+            )
         film = {k: options.pop(k) for k in ("video_dir", "video_every") if k in options}
         probe = envs.make(game, 1, seed=seed, backend="sync", **options)
         self.single_observation_space = probe.single_observation_space

@@ -1,7 +1,9 @@
 """APPO (agents/appo.py): PPO's update on rollouts from Ray actors. The tests marked `ray` start a local Ray
 (`make test-ray`); the others need no Ray."""
 
+import importlib.util
 import json
+from importlib.util import find_spec
 
 import pytest
 
@@ -18,7 +20,7 @@ def test_appo_takes_ppos_presets_and_adds_its_actors():
 
 
 def test_only_the_first_actor_films_and_the_spaces_come_from_the_game(tmp_path):
-    env = appo.make_env("CartPole-v1", 4, seed=0, video_dir=str(tmp_path), video_every=1)
+    env = appo.SPEC.make_env("CartPole-v1", 4, seed=0, video_dir=str(tmp_path), video_every=1)
     assert env.single_observation_space.shape == (4,) and env.single_action_space.n == 2
     assert env.actor_options(0) == {"video_dir": str(tmp_path), "video_every": 1}
     assert env.actor_options(1) == {}
@@ -40,3 +42,14 @@ def test_appo_with_two_actors_learns_cartpole_and_resumes(tmp_path, script):
     steps = [json.loads(line)["global_step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
              if "losses/policy" in line]  # fmt: skip
     assert steps == sorted(set(steps)) and steps[-1] >= 40000
+
+
+def test_without_ray_the_actor_agents_say_how_to_get_it_in_one_line(monkeypatch, script, tmp_path):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "ray" else find_spec(name))
+    for agent in ("appo", "apex"):
+        with pytest.raises(
+            SystemExit, match=r"error: this agent runs its envs on Ray actors: install the extra"
+        ):
+            script("train")(
+                [agent, "--env", "CartPole-v1", "--run-dir", str(tmp_path / agent), "--wandb", "off"]
+            )
