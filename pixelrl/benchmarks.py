@@ -532,15 +532,16 @@ def bench_rss(opts: Rss, command: str, progress: Callable[[str], None] = print) 
 class Distributed:
     """Training steps/s of the agents whose envs run on Ray actors (appo, apex) with 1 and 2 actors, beside
     their single-process twins (ppo, dqn), on Pong at each agent's Atari settings: every contender trains
-    `frames` frames `repeats` times, interleaved; the median of its logged steps/s after the first fifth.
+    `frames` frames `repeats` times, interleaved; the median of its logged steps/s after the first fifth
+    (and after DQN's replay warm-up, 5,000 transitions here).
     Writes <out>/benchmark_distributed.{json,md,png}. Needs the ray extra (pip install '.[ray]')."""
 
     pairs: str = "ppo:appo,dqn:apex"
     """single-process:distributed agent pairs."""
     actors: str = "1,2"
     """Actor counts to time for each distributed agent."""
-    frames: int = 100_000
-    """Frames each contender trains per repeat (DQN's replay warm-up is 5,000 transitions here)."""
+    frames: int = 60_000
+    """Frames each contender trains per repeat."""
     repeats: int = 3
     game: str = "Pong"
     device: str = "auto"
@@ -574,8 +575,10 @@ def bench_distributed(opts: Distributed, command: str, progress: Callable[[str],
                             eval_episodes=1, eval_every=10 * opts.frames, video_every=0, progress=False,
                             log_every=1024)  # fmt: skip
             Trainer(spec, run, cfg).main()
-            logged = [row["sps"] for row in read_jsonl(run_dir / "metrics.jsonl") if "sps" in row]
-            sps[label].append(float(np.median(logged[len(logged) // 5 :])))
+            rows = [row for row in read_jsonl(run_dir / "metrics.jsonl") if "sps" in row]
+            # The steady state: after the first fifth of the run, and after DQN's replay warm-up.
+            warm = max(rows[-1]["global_step"] // 5, getattr(cfg, "learning_starts", 0) + run.log_every)
+            sps[label].append(float(np.median([row["sps"] for row in rows if row["global_step"] > warm])))
             progress(f"repeat {r + 1}/{opts.repeats}: {label} {sps[label][-1]:.0f} agent steps/s")
     median = {label: float(np.median(values)) for label, values in sps.items()}
     rows = [{"who": label, "agent": name, "actors": changes.get("actors"), "sps_all": sps[label],
