@@ -26,7 +26,7 @@ import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class SweepOptions:
     """GPUs Tune reserves for each trial: fractions share one GPU between trials."""
     device: str = "auto"
     """Each trial's device: cpu, cuda or auto (cuda where Tune gave the trial a GPU)."""
-    wandb: str = "off"
+    wandb: Literal["auto", "online", "offline", "off"] = "off"
     """Each trial's Weights & Biases mode (auto, online, offline, off)."""
     eval_episodes: int = 10
     """Games per evaluation during training (each run's train.py default)."""
