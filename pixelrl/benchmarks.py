@@ -589,7 +589,8 @@ def bench_distributed(opts: Distributed, command: str, progress: Callable[[str],
         f"# Agents on Ray actors vs in one process ({opts.game})",
         "",
         f"`{command}` on {cpu}, {os.cpu_count()} cores: agent steps/s, median over {opts.repeats} "
-        "interleaved repeats (each the median of the logged steps/s after the first fifth).",
+        "interleaved repeats (each the median of the logged steps/s after the first fifth of the run "
+        "and DQN's replay warm-up).",
         "",
         "| who | actors | steps/s median | min | max | vs one process |",
         "|---|---:|---:|---:|---:|---:|",
