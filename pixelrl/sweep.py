@@ -3,16 +3,16 @@
 evaluate.py use as any other.
 
 - Trials report every statistics and evaluation row to Tune, with the mean of the last 20 games, and hand
-  Tune each latest checkpoint (the checkpoint files, config.json and metrics.jsonl). A trial that Tune
-  restarts continues from its run directory, or, where that is missing or older (another node), from the
-  checkpoint Tune kept.
+  Tune each latest checkpoint (the checkpoint files, config.json and metrics.jsonl). A failed trial is
+  restarted by Tune (twice at most) and, like a trial of a continued sweep, goes on from its run
+  directory, or, where that is missing or older (another node), from the checkpoint Tune kept.
 - The sweep's state lives in <out>/tune. Run the same command again after a stop (Ctrl-C, a lost node, a
   session's end): finished trials are kept as they are, the others continue from their last checkpoint.
 - At the end the runs are evaluated by the evaluate command's code (pixelrl/compare.py), which writes one
   table and plot with the aggregates over seeds and games (IQM and bootstrap intervals) to <out>/report.
 
-Ray is an optional extra (`pip install .[ray]`): this module and scripts/sweep.py are the only ones that
-import it, and they import it only when a sweep starts.
+Ray is an optional extra (`pip install .[ray]`): this module imports it only when a sweep starts (as
+agents/actors.py does when an actor agent trains), and nothing else imports it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections import deque
@@ -36,11 +37,13 @@ import envs
 from agents.common import check_config
 from pixelrl.checkpoint import read_meta
 from pixelrl.compare import EvaluateOptions, evaluate
-from pixelrl.training import RunConfig, train_to_budget
+from pixelrl.training import RunConfig, holds_budget, train_to_budget
 
 EXPERIMENT = "grid"  # the Tune experiment's folder under <out>/tune
 # What a trial hands Tune at each checkpoint: enough to continue the run anywhere.
-RESUME_FILES = ("config.json", "metrics.jsonl", "checkpoints/latest.safetensors", "checkpoints/replay.npz")
+RESUME_FILES = ("config.json", "metrics.jsonl", "checkpoints/latest.safetensors", "checkpoints/replay.npz",
+                "wandb_id.txt")  # fmt: skip
+FAILURE_RETRIES = 2  # Tune restarts a failed trial (a lost node, say) from its last checkpoint this often
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class SweepOptions:
     gpus_per_trial: float = 0.0
     """GPUs Tune reserves for each trial: fractions share one GPU between trials."""
     device: str = "auto"
-    """Each trial's device: cpu, cuda or auto (cuda where Tune gave the trial a GPU)."""
+    """Each trial's device: cpu, cuda or auto (cuda where Tune gave the trial a GPU, else cpu)."""
     wandb: Literal["auto", "online", "offline", "off"] = "off"
     """Each trial's Weights & Biases mode (auto, online, offline, off)."""
     eval_episodes: int = 10
@@ -77,6 +80,9 @@ class SweepOptions:
     """Games per run in the final report."""
     checkpoint_minutes: float = 5.0
     """Minutes between checkpoints of each trial: the most a stop loses."""
+    save_replay: bool = False
+    """Save replay buffers with the checkpoints (train.py --save-replay): a continued DQN-family trial then
+    does not refill its replay. Large: about 0.7 GB per Atari run at the default 100k transitions."""
 
     def __post_init__(self) -> None:
         check_config(self, positive=("seeds", "frames", "num_cpus", "cpus_per_trial", "eval_episodes",
@@ -96,7 +102,10 @@ class Trial:
 
     @property
     def name(self) -> str:
-        return f"{self.agent}-{envs.resolve(self.game).name}-s{self.seed}"
+        """The run's name: ppo-Pong-s0 (an alias that changes the game, such as CartPole-NoVel, keeps its
+        own name)."""
+        game = self.game if envs.alias_options(self.game) else envs.resolve(self.game).name
+        return f"{self.agent}-{game}-s{self.seed}"
 
 
 def grid(opts: SweepOptions) -> list[Trial]:
@@ -112,12 +121,27 @@ def grid(opts: SweepOptions) -> list[Trial]:
         preset = agents.choose_preset(spec, opts.preset, kind, game)
         frames = opts.frames or spec.presets[preset].frames
         trials.append(Trial(spec.name, game, seed, preset, frames))
+    seen: dict[str, str] = {}
+    for trial in trials:
+        if seen.setdefault(trial.name, trial.game) != trial.game or trials.count(trial) > 1:
+            raise ValueError(f"--games lists one game twice ({seen[trial.name]} and {trial.game} are both "
+                             f"{trial.name}); list each game once")  # fmt: skip
     return trials
 
 
 def sweep_config(opts: SweepOptions, trials: list[Trial]) -> dict[str, Any]:
     """What fixes the sweep's results: a rerun with other values would not continue the same sweep."""
-    keep = ("frames", "preset", "eval_episodes", "device")
+    keep = (
+        "frames",
+        "preset",
+        "eval_episodes",
+        "device",
+        "wandb",
+        "cpus_per_trial",
+        "gpus_per_trial",
+        "checkpoint_minutes",
+        "save_replay",
+    )  # what Tune keeps from the first run of the sweep
     return {"trials": [dataclasses.asdict(t) for t in trials], **{k: getattr(opts, k) for k in keep}}
 
 
@@ -185,11 +209,28 @@ def trial_name(tune_trial: Any) -> str:
 
 def finished(runs: Path, trial: Trial) -> bool:
     latest = runs / trial.name / RESUME_FILES[2]
-    return latest.exists() and read_meta(latest)["frames"] >= trial.frames
+    return latest.exists() and holds_budget(latest, trial.frames)
+
+
+def trial_resources(param: dict[str, Any]) -> Any:
+    """What Tune reserves for a trial: its own bundle of CPUs and GPUs, and for the agents whose envs run on
+    Ray actors (appo, apex) one bundle per actor, since the actors a trial starts run inside its
+    placement group."""
+    from ray import tune
+
+    trial = Trial(**param["trial"])
+    cfg = agents.get_agent(trial.agent).presets[trial.preset]
+    own = {
+        "CPU": param["cpus_per_trial"],
+        **({"GPU": param["gpus_per_trial"]} if param["gpus_per_trial"] else {}),
+    }
+    actors = [{"CPU": cfg.cpus_per_actor}] * cfg.actors if hasattr(cfg, "actors") else []
+    return tune.PlacementGroupFactory([own, *actors])
 
 
 def run_trial(param: dict[str, Any]) -> None:
     """A Tune trial: train (or continue) one run of the grid in its own run directory."""
+    import ray
     from ray import tune
 
     trial = Trial(**param["trial"])
@@ -201,15 +242,23 @@ def run_trial(param: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(param["cpus_per_trial"])))
     spec = agents.get_agent(trial.agent)
     cfg = dataclasses.replace(spec.presets[trial.preset], frames=trial.frames)
-    run = RunConfig(env=trial.game, seed=trial.seed, run_dir=run_dir, wandb=param["wandb"],
-                    device=param["device"], eval_episodes=param["eval_episodes"],
-                    checkpoint_minutes=param["checkpoint_minutes"], progress=False)  # fmt: skip
+    # Ray no longer hides the GPUs from a task that reserved none: auto means a GPU only where Tune gave one.
+    device = "cpu" if param["device"] == "auto" and not ray.get_gpu_ids() else param["device"]
+    run = RunConfig(env=trial.game, seed=trial.seed, run_dir=run_dir, wandb=param["wandb"], device=device,
+                    eval_episodes=param["eval_episodes"], checkpoint_minutes=param["checkpoint_minutes"],
+                    save_replay=param["save_replay"], progress=False)  # fmt: skip
     reporter = TuneReporter(tune)
     if not train_to_budget(spec, run, cfg, observer=reporter):  # already done: say so to Tune
         reporter.logged({"frames": read_meta(run_dir / RESUME_FILES[2])["frames"]})
 
 
 # ---------------------------------------------------------------------------------------- the sweep
+
+
+def last_line(error: BaseException) -> str:
+    """The last line of a trial's error, which Ray wraps in the remote traceback: the exception itself."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
+    return next((line for line in reversed(lines) if line), type(error).__name__)
 
 
 def run_sweep(opts: SweepOptions, progress: Any = print) -> dict[str, Any]:
@@ -229,10 +278,11 @@ def run_sweep(opts: SweepOptions, progress: Any = print) -> dict[str, Any]:
     else:
         ray.init(num_cpus=opts.num_cpus, include_dashboard=False)
     try:
-        param = {"runs": str(out / "runs"), "cpus_per_trial": opts.cpus_per_trial, "device": opts.device,
-                 "wandb": opts.wandb, "eval_episodes": opts.eval_episodes,
-                 "checkpoint_minutes": opts.checkpoint_minutes}  # fmt: skip
-        trainable = tune.with_resources(run_trial, {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial})
+        param = {"runs": str(out / "runs"), "cpus_per_trial": opts.cpus_per_trial,
+                 "gpus_per_trial": opts.gpus_per_trial, "device": opts.device, "wandb": opts.wandb,
+                 "eval_episodes": opts.eval_episodes, "checkpoint_minutes": opts.checkpoint_minutes,
+                 "save_replay": opts.save_replay}  # fmt: skip
+        trainable = tune.with_resources(run_trial, trial_resources)
         path = out / "tune" / EXPERIMENT
         if tune.Tuner.can_restore(path):
             progress(f"continuing the sweep in {path}: finished trials are kept")
@@ -246,14 +296,16 @@ def run_sweep(opts: SweepOptions, progress: Any = print) -> dict[str, Any]:
                 run_config=tune.RunConfig(
                     name=EXPERIMENT, storage_path=str(out / "tune"), verbose=1,
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    failure_config=tune.FailureConfig(max_failures=FAILURE_RETRIES),
                 ),
             )  # fmt: skip
         results = tuner.fit()
         failed = [r for r in results if r.error is not None]
         if failed:
-            raise RuntimeError(f"{len(failed)} of {len(trials)} trials failed, the first with: "
-                               f"{failed[0].error}; fix it and run the same command again to continue the "
-                               "sweep")  # fmt: skip
+            raise ValueError(f"{len(failed)} of {len(trials)} trials failed (after {FAILURE_RETRIES} "
+                             f"restarts), the first with {last_line(failed[0].error)} (the whole error: "
+                             f"{failed[0].path}/error.txt); fix it and run the same command again to "
+                             "continue the sweep")  # fmt: skip
     finally:
         ray.shutdown()
     unfinished = [t.name for t in trials if not finished(out / "runs", t)]

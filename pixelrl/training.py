@@ -5,6 +5,7 @@ training loop, `finish` evaluates at the budget and writes the curve and summary
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -271,7 +272,8 @@ class Trainer:
         recent, sps, t_log, step_log = deque(maxlen=20), 0.0, time.perf_counter(), s.start_step
         t_ckpt, next_eval = time.monotonic(), s.start_step * fps // self.eval_every_frames + 1
         videos_seen = set(self.run_dir.glob("videos/*.mp4"))
-        with _deferred_stop() as stop:
+        # Closing the agent's loop however this one ends lets it clean up now (Ray actors, env workers).
+        with _deferred_stop() as stop, contextlib.closing(steps):
             for s.step, rows in steps:
                 # On-policy loops yield while collecting: those steps count once the update has used them,
                 # and a checkpoint holds the loop's state at that update.
@@ -430,6 +432,14 @@ class Trainer:
             logger.log_video(path, step, "media/train_video")
 
 
+def holds_budget(checkpoint: Path, frames: int) -> bool:
+    """Whether a run's checkpoint has trained its budget of `frames`: the loop stops at the last whole agent
+    step, frames // frames-per-step, so a budget that is not a multiple of it ends a few frames short."""
+    meta = read_meta(checkpoint)
+    frames_per_step = meta["frames"] // meta["step"] if meta["step"] else 1
+    return meta["step"] > 0 and meta["step"] >= frames // frames_per_step
+
+
 def train_to_budget(
     spec: agents.AgentSpec, run: RunConfig, cfg: Any, observer: Observer | None = None
 ) -> bool:
@@ -438,7 +448,7 @@ def train_to_budget(
     if run.run_dir is None:
         raise ValueError("train_to_budget needs a run directory")
     latest = Path(run.run_dir) / "checkpoints" / "latest.safetensors"
-    if latest.exists() and read_meta(latest)["frames"] >= cfg.frames:
+    if latest.exists() and holds_budget(latest, cfg.frames):
         return False
     resume = run.run_dir if latest.exists() else None
     Trainer(spec, dataclasses.replace(run, resume=resume), cfg, observer).main()

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from agents import ppo
-from pixelrl import sweep
+from pixelrl import sweep, training
 from pixelrl.checkpoint import read_meta
-from pixelrl.training import RunConfig, train_to_budget
+from pixelrl.training import RunConfig, holds_budget, train_to_budget
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,3 +166,30 @@ def test_a_sweep_stopped_with_ctrl_c_continues_without_rerunning_finished_trials
     report = json.loads((out / "report" / "eval.json").read_text())
     assert len(report["runs"]) == 3
     assert (out / "report" / "eval.md").stat().st_size > 0
+
+
+def test_one_game_listed_twice_is_refused_and_aliases_keep_their_names():
+    with pytest.raises(ValueError, match="lists one game twice"):
+        sweep.grid(sweep.SweepOptions(games="Pong,pong"))
+    with pytest.raises(ValueError, match="lists one game twice"):
+        sweep.grid(sweep.SweepOptions(games="Pong,Pong"))
+    names = {t.name for t in sweep.grid(sweep.SweepOptions(agents="ppo", games="CartPole-v1,CartPole-NoVel",
+                                                           seeds=1))}  # fmt: skip
+    assert names == {"ppo-CartPole-v1-s0", "ppo-CartPole-NoVel-s0"}
+
+
+def test_a_trial_of_an_actor_agent_reserves_a_bundle_for_each_of_its_actors():
+    pytest.importorskip("ray")
+    param = {"cpus_per_trial": 2, "gpus_per_trial": 0.5}
+    for agent, bundles in (("ppo", [{"CPU": 2, "GPU": 0.5}]),
+                           ("appo", [{"CPU": 2, "GPU": 0.5}, {"CPU": 1.0}, {"CPU": 1.0}])):  # fmt: skip
+        trial = sweep.grid(sweep.SweepOptions(agents=agent, games="Pong", seeds=1))[0]
+        factory = sweep.trial_resources({**param, "trial": dataclasses.asdict(trial)})
+        assert factory.bundles == bundles
+
+
+def test_a_budget_that_is_not_a_whole_number_of_steps_counts_as_reached(monkeypatch):
+    """Atari runs take 4 frames a step: a budget of 1,000,002 frames ends at step 250,000 (1,000,000)."""
+    monkeypatch.setattr(training, "read_meta", lambda path: {"step": 250_000, "frames": 1_000_000})
+    assert holds_budget(Path("latest.safetensors"), 1_000_002)
+    assert not holds_budget(Path("latest.safetensors"), 1_000_004)
