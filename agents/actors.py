@@ -30,7 +30,7 @@ class ActorEnvs:
         self.game, self.num_envs, self.backend = game, num_envs, backend
         self.options, self.film = options, film
         self.metadata = {
-            "backend": f"{backend}, in Ray actors",
+            "backend": f"{backend}, per Ray actor",
             "backend_why": "the agent steps its envs there",
         }
 

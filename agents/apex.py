@@ -35,8 +35,8 @@ from agents.replay import DeviceBatches, ReplayBuffer
 
 @dataclass(frozen=True)
 class Config(dqn.Config):
-    """DQN's hyperparameters, with `num_envs` the envs of each actor; the actors explore at fixed epsilons
-    (eps_base, eps_alpha) instead of DQN's decaying one."""
+    """DQN's hyperparameters, with `num_envs` the envs of each actor. The actors explore at fixed epsilons
+    (eps_base, eps_alpha): DQN's decaying one (eps_start, eps_end, eps_decay_steps) does not apply."""
 
     actors: int = 2
     """Ray actors, each stepping num_envs envs."""

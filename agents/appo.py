@@ -134,4 +134,4 @@ def train(
 
 
 SPEC = AgentSpec("appo", Config, PRESETS, make_agent, train, make_env=ActorEnvs, on_policy=True,
-                 resumable=("frames", "actors", "cpus_per_actor"))  # fmt: skip
+                 resumable=("frames", "env_groups", "actors", "cpus_per_actor"))  # fmt: skip

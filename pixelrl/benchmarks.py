@@ -578,7 +578,11 @@ def bench_distributed(opts: Distributed, command: str, progress: Callable[[str],
             rows = [row for row in read_jsonl(run_dir / "metrics.jsonl") if "sps" in row]
             # The steady state: after the first fifth of the run, and after DQN's replay warm-up.
             warm = max(rows[-1]["global_step"] // 5, getattr(cfg, "learning_starts", 0) + run.log_every)
-            sps[label].append(float(np.median([row["sps"] for row in rows if row["global_step"] > warm])))
+            steady = [row["sps"] for row in rows if row["global_step"] > warm]
+            if not steady:
+                raise ValueError(f"--frames {opts.frames} ends {label}'s run before its steady state (after "
+                                 f"step {warm:,}); give more frames")  # fmt: skip
+            sps[label].append(float(np.median(steady)))
             progress(f"repeat {r + 1}/{opts.repeats}: {label} {sps[label][-1]:.0f} agent steps/s")
     median = {label: float(np.median(values)) for label, values in sps.items()}
     rows = [{"who": label, "agent": name, "actors": changes.get("actors"), "sps_all": sps[label],
