@@ -98,7 +98,8 @@ def bench_learning(opts: Learning, command: str, progress: Callable[[str], None]
     latest = run_dir / "checkpoints" / "latest.safetensors"
     run = RunConfig(env=opts.game, seed=opts.seed, run_dir=run_dir, wandb="off", device=opts.device,
                     sticky=opts.sticky, eval_episodes=opts.eval_episodes,
-                    checkpoint_minutes=opts.checkpoint_minutes, video_every=0, progress=False)  # fmt: skip
+                    checkpoint_minutes=opts.checkpoint_minutes, video_every=0, progress=False,
+                    save_replay=spec.make_replay is not None)  # a continued DQN keeps its replay  # fmt: skip
     if not train_to_budget(spec, run, cfg):
         progress(f"{run_dir} already holds {cfg.frames:,} frames: evaluating it")
     rows = read_jsonl(run_dir / "metrics.jsonl")
