@@ -22,6 +22,8 @@ from typing import Annotated
 import tyro
 
 from pixelrl import benchmarks, cli, learning
+from pixelrl.logger import RunFilesError
+from pixelrl.training import Diverged, Interrupted
 
 Subcommand = (
     Annotated[benchmarks.Envs, tyro.conf.subcommand("envs")]
@@ -48,9 +50,15 @@ RUN = {
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     opts = cli.parse(Subcommand, argv, prog="benchmark.py", description=__doc__)
-    with cli.one_line_errors():
-        result = RUN[type(opts)](opts, command="python scripts/benchmark.py " + " ".join(argv),
-                                 progress=lambda line: print(line, flush=True))  # fmt: skip
+    command = "python scripts/benchmark.py " + " ".join(argv)
+    try:
+        with cli.one_line_errors():
+            result = RUN[type(opts)](opts, command=command, progress=lambda line: print(line, flush=True))
+    except Interrupted as stop:  # Ctrl-C or a kill while a benchmark trains: its checkpoint is saved
+        print(f"\n{stop}. Continue with the same command:\n  {command}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (Diverged, RunFilesError) as err:
+        raise SystemExit(f"error: {err}") from None
     if isinstance(opts, benchmarks.Throughput):
         print(json.dumps(result))  # the summary, last
     return result

@@ -19,7 +19,9 @@ def test_appo_takes_ppos_presets_and_adds_its_actors():
         appo.Config(actors=0)
 
 
-def test_only_the_first_actor_films_and_the_spaces_come_from_the_game(tmp_path):
+def test_only_the_first_actor_films_and_the_spaces_come_from_the_game(tmp_path, monkeypatch):
+    # Building the description needs no Ray, only its presence: pretend it is installed where it is not.
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: name if name == "ray" else find_spec(name))
     env = appo.SPEC.make_env("CartPole-v1", 4, seed=0, video_dir=str(tmp_path), video_every=1)
     assert env.single_observation_space.shape == (4,) and env.single_action_space.n == 2
     assert env.actor_options(0) == {"video_dir": str(tmp_path), "video_every": 1}

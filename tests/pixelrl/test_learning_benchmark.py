@@ -4,7 +4,9 @@ import json
 
 import pytest
 
+from pixelrl import learning
 from pixelrl.learning import time_to, training_time
+from pixelrl.training import Interrupted
 
 
 def test_training_time_skips_the_stop_before_each_resume():
@@ -55,3 +57,16 @@ def test_a_learning_row_trains_continues_and_evaluates(tmp_path, script):
 def test_bad_learning_options_are_one_line(args, message, tmp_path, script):
     with pytest.raises(SystemExit, match=message):
         script("benchmark")(["learning", "--game", "CartPole-v1", "--runs", str(tmp_path), *args])
+
+
+def test_a_stopped_learning_row_says_how_to_continue_it(tmp_path, script, monkeypatch, capsys):
+    def stopped(*args, **kwargs):
+        raise Interrupted("killed at frame 4,096; the last completed update is saved")
+
+    monkeypatch.setattr(learning, "train_to_budget", stopped)
+    argv = ["learning", "--game", "CartPole-v1", "--runs", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_:
+        script("benchmark")(argv)
+    assert exit_.value.code == 130
+    err = capsys.readouterr().err
+    assert "killed at frame 4,096" in err and "python scripts/benchmark.py " + " ".join(argv) in err
