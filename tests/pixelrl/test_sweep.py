@@ -178,6 +178,7 @@ def test_one_game_listed_twice_is_refused_and_aliases_keep_their_names():
     assert names == {"ppo-CartPole-v1-s0", "ppo-CartPole-NoVel-s0"}
 
 
+@pytest.mark.ray
 def test_a_trial_of_an_actor_agent_reserves_a_bundle_for_each_of_its_actors():
     pytest.importorskip("ray")
     param = {"cpus_per_trial": 2, "gpus_per_trial": 0.5}
