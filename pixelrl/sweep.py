@@ -181,10 +181,7 @@ class TuneReporter:
 
     def saved(self, run_dir: Path) -> None:
         with tempfile.TemporaryDirectory() as folder:
-            for name in RESUME_FILES:
-                if (run_dir / name).exists():
-                    (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(run_dir / name, Path(folder) / name)
+            copy_resume_files(run_dir, Path(folder))
             self.tune.report(self.last, checkpoint=self.tune.Checkpoint.from_directory(folder))
 
 
@@ -196,10 +193,15 @@ def restore_run_dir(run_dir: Path, kept: Path | None) -> None:
     latest = run_dir / "checkpoints" / "latest.safetensors"
     if latest.exists() and read_meta(latest)["step"] >= read_meta(kept / RESUME_FILES[2])["step"]:
         return
+    copy_resume_files(kept, run_dir)
+
+
+def copy_resume_files(source: Path, target: Path) -> None:
+    """Copy those of RESUME_FILES that `source` holds into `target`, at the same relative paths."""
     for name in RESUME_FILES:
-        if (kept / name).exists():
-            (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(kept / name, run_dir / name)
+        if (source / name).exists():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, target / name)
 
 
 def trial_name(tune_trial: Any) -> str:
