@@ -54,7 +54,13 @@ def test_apex_with_two_actors_learns_cartpole(tmp_path, script):
     run_dir = tmp_path / "apex"
     summary = script("train")(["apex", "--env", "CartPole-v1", "--actors", "2", "--eval-episodes", "5",
                                "--wandb", "off", "--no-progress", "--run-dir", str(run_dir)])  # fmt: skip
-    assert summary["final_eval_mean"] >= 195 and summary["global_step"] >= 50_000
+    assert summary["global_step"] >= 50_000
+    # DQN on CartPole can forget after solving it, and actors' chunks arrive in no fixed order, so the last
+    # evaluation varies (CI once saw 38 after a best of 500). What users keep is checkpoints/best, which
+    # evaluate.py loads by default: it must solve fresh games.
+    played = script("evaluate")([str(run_dir), "--episodes", "10", "--baselines", "random"])
+    assert played["runs"][0]["checkpoint"].endswith("best.safetensors")
+    assert np.mean([g["score"] for g in played["runs"][0]["games"]]) >= 195  # random play: about 22
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     explored = {r["actor_epsilon"] for r in rows if "actor_epsilon" in r}
     assert explored == set(apex.actor_epsilons(apex.Config(actors=2)))  # both actors played games
