@@ -25,7 +25,8 @@ from pixelrl.checkpoint import (
     find_checkpoint,
     read_meta,
 )
-from pixelrl.training import RunConfig
+from pixelrl.logger import RunFilesError
+from pixelrl.training import Diverged, Interrupted, RunConfig
 
 T = TypeVar("T")
 
@@ -39,6 +40,19 @@ def one_line_errors(prefix: str = "") -> Iterator[None]:
         yield
     except (ConfigError, ValueError, FileNotFoundError) as err:
         raise SystemExit(f"error: {prefix}{err}") from None
+
+
+@contextlib.contextmanager
+def training_exits(continue_command: str) -> Iterator[None]:
+    """A run stopped by Ctrl-C or a kill (its checkpoint saved) exits with status 130 and the command that
+    continues it; a diverged run or unusable run files exit as one line, `error: ...`."""
+    try:
+        yield
+    except Interrupted as stop:
+        print(f"\n{stop}. Continue with:\n  {continue_command}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (Diverged, RunFilesError) as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def parse(options: type[T], argv: Sequence[str] | None, *, prog: str, description: str | None) -> T:

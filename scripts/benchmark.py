@@ -22,8 +22,6 @@ from typing import Annotated
 import tyro
 
 from pixelrl import benchmarks, cli, learning
-from pixelrl.logger import RunFilesError
-from pixelrl.training import Diverged, Interrupted
 
 Subcommand = (
     Annotated[benchmarks.Envs, tyro.conf.subcommand("envs")]
@@ -51,14 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     opts = cli.parse(Subcommand, argv, prog="benchmark.py", description=__doc__)
     command = "python scripts/benchmark.py " + " ".join(argv)
-    try:
-        with cli.one_line_errors():
-            result = RUN[type(opts)](opts, command=command, progress=lambda line: print(line, flush=True))
-    except Interrupted as stop:  # Ctrl-C or a kill while a benchmark trains: its checkpoint is saved
-        print(f"\n{stop}. Continue with the same command:\n  {command}", file=sys.stderr)
-        raise SystemExit(130) from None
-    except (Diverged, RunFilesError) as err:
-        raise SystemExit(f"error: {err}") from None
+    with cli.training_exits(command), cli.one_line_errors():  # a stopped learning row continues from here
+        result = RUN[type(opts)](opts, command=command, progress=lambda line: print(line, flush=True))
     if isinstance(opts, benchmarks.Throughput):
         print(json.dumps(result))  # the summary, last
     return result

@@ -16,8 +16,7 @@ import sys
 from typing import Any
 
 from pixelrl import cli
-from pixelrl.logger import RunFilesError
-from pixelrl.training import Diverged, Interrupted, Trainer
+from pixelrl.training import Trainer
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -25,15 +24,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with cli.one_line_errors():  # bad input is refused before any training
         trainer = Trainer(spec, run, cfg)
         session = trainer.restore()
-    try:
+    with cli.training_exits(f"python scripts/train.py {spec.name} --resume {trainer.run_dir}"):
         trainer.loop(session)
         summary = trainer.finish(session)
-    except Interrupted as stop:
-        print(f"\n{stop}. Continue with:\n  python scripts/train.py {spec.name} --resume {trainer.run_dir}",
-              file=sys.stderr)  # fmt: skip
-        raise SystemExit(130) from None
-    except (Diverged, RunFilesError) as err:
-        raise SystemExit(f"error: {err}") from None
     print(json.dumps(summary))
     return summary
 
