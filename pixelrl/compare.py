@@ -66,6 +66,9 @@ class EvaluateOptions:
     """cpu, cuda or auto."""
     checkpoint: Checkpoint = "best"
     """Which checkpoint of a run directory: best or latest."""
+    epsilon: float | None = None
+    """Exploration rate of epsilon-greedy agents (the DQN family) in the games: default, each run's own
+    eval_epsilon (0.05, Mnih et al. 2015). Rainbow's protocol (Hessel et al. 2018) plays at 0.001."""
     baselines: str | None = None
     """Comma-separated: random (played here on the same protocol, cached), human and dqn2015 (published),
     sb3 (Stable-Baselines3 runs of the same game and protocol, given or in the same folder). Default:
@@ -78,7 +81,7 @@ class EvaluateOptions:
     runs' common folder)."""
 
     def __post_init__(self) -> None:
-        check_config(self, positive=("episodes", "num_envs"), non_negative=("seed",))
+        check_config(self, positive=("episodes", "num_envs"), non_negative=("seed",), unit=("epsilon",))
         if not self.targets:
             raise ValueError("name at least one run directory or checkpoint to evaluate")
         if self.out is not None and self.out.exists() and not self.out.is_dir():
@@ -237,7 +240,7 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     names = parse_baselines(opts.baselines, opts.table)
     runs: list[Run] = []
     for target in opts.targets:
-        agent, meta = load_agent(target, opts.checkpoint, opts.device)
+        agent, meta = load_agent(target, opts.checkpoint, opts.device, opts.epsilon)
         run = Run(Path(target), run_dir_of(target, meta), meta, agent)
         if any(r.run_dir.resolve() == run.run_dir.resolve() for r in runs):
             raise ValueError(f"{target} is a run already named ({run.run_dir}); a run counts once as a seed")
@@ -245,7 +248,7 @@ def evaluate(opts: EvaluateOptions) -> dict[str, Any]:
     named = len(runs)  # per-run files are written for these; SB3 runs found beside them keep theirs
     if "sb3" in names:
         for path in find_sb3_runs(runs):
-            agent, meta = load_agent(path, opts.checkpoint, opts.device)
+            agent, meta = load_agent(path, opts.checkpoint, opts.device, opts.epsilon)
             runs.append(Run(path, path, meta, agent))
         have = {(r.meta["game"], protocol_key(r.meta)) for r in runs if r.meta["agent"].startswith("sb3-")}
         missing = sorted({r.meta["game"] for r in runs if (r.meta["game"], protocol_key(r.meta)) not in have})
@@ -358,6 +361,7 @@ def run_entry(run: Run, table: str, seed: int = 0) -> dict[str, Any]:
         "step": run.meta["step"],
         "frames": run.meta.get("frames"),
         "env_options": run.meta.get("env_options", {}),
+        "eval_epsilon": run.meta["agent_config"].get("eval_epsilon"),  # None: the agent's own policy
         "games": run.games,
         **summarise([g["score"] for g in run.games], run.meta["game"], seed, table),
     }
@@ -396,6 +400,12 @@ def report(
         f"{TABLE_NAMES[opts.table]}.",
         "",
     ]
+    configs = [r.meta["agent_config"] for r in runs]
+    epsilons = sorted({c["eval_epsilon"] for c in configs if "eval_epsilon" in c})
+    if epsilons:
+        given = "given by --epsilon" if opts.epsilon is not None else "each run's eval_epsilon"
+        listed = ", ".join(f"{e:g}" for e in epsilons)
+        lines += [f"Epsilon-greedy agents act at random with probability {listed} ({given}).", ""]
     bars, per_game = [], []
     for (game, protocol), rows in baselines.items():
         lines += [

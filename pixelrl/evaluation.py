@@ -6,6 +6,7 @@ Used by training (periodic evaluations), and by the evaluate and watch commands.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,15 +46,19 @@ class RandomAgent:
         return self.rng.integers(0, self.num_actions, len(obs))
 
 
-def load_agent(target: str | Path, which: Checkpoint, device: str) -> tuple[Any, dict[str, Any]]:
+def load_agent(
+    target: str | Path, which: Checkpoint, device: str, eval_epsilon: float | None = None
+) -> tuple[Any, dict[str, Any]]:
     """Rebuild an agent from a checkpoint alone (its metadata holds the agent name, game and config), or
     from a file that a run exported in another library's format (SB3's zip), once it is verified to be one
     that this user's runs wrote (`verified_export`). A file that is not a checkpoint of an agent this
     pixelrl has, or whose config would build networks other than its tensors, is refused (CheckpointError)
-    before any network is allocated."""
+    before any network is allocated. `eval_epsilon` replaces the saved config's exploration rate of
+    evaluation games (epsilon-greedy agents only; ValueError for the others)."""
     if Path(target).suffix == ".zip":
         meta, data = verified_export(target)  # the checked bytes are what gets loaded
         spec, cfg = checkpoint_agent(meta, target)
+        cfg, meta = with_eval_epsilon(cfg, meta, eval_epsilon)
         if spec.load_export is None:
             raise ValueError(f"{meta['agent']} runs export no zip; pass the run directory")
         return spec.load_export(data, cfg, device), {**meta, "checkpoint": str(target)}
@@ -65,10 +70,11 @@ def load_agent(target: str | Path, which: Checkpoint, device: str) -> tuple[Any,
             "put the run's own checkpoint back, or evaluate the run directory that this checkpoint came from"
         )
         check_same_run(path.parent.parent, path, meta, keep={*spec.resumable, *RESUMABLE}, fix=fix)
+    cfg, meta = with_eval_epsilon(cfg, meta, eval_epsilon)
     probe = probe_env(meta, path)
     try:
         check_agent_fits(path, spec, cfg, probe)  # sizes from the file's tensors, before any allocation
-        state, meta = load_checkpoint(path, required=RUN_FIELDS)
+        state, loaded = load_checkpoint(path, required=RUN_FIELDS)
         agent = spec.make_agent(cfg, probe, device, 0)
     finally:
         probe.close()
@@ -76,7 +82,23 @@ def load_agent(target: str | Path, which: Checkpoint, device: str) -> tuple[Any,
         agent.load_state_dict(state)
     except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
         raise CheckpointError(path, f"its state does not load into a {spec.name} agent: {err}") from None
-    return agent, {**meta, "checkpoint": str(path)}
+    return agent, {**loaded, "agent_config": meta["agent_config"], "checkpoint": str(path)}
+
+
+def with_eval_epsilon(cfg: Any, meta: dict[str, Any], epsilon: float | None) -> tuple[Any, dict[str, Any]]:
+    """The config and metadata with `epsilon` as the exploration rate of evaluation games (None: as saved).
+    Epsilon-greedy agents (the DQN family, SB3's DQN) have an `eval_epsilon`; the others are refused."""
+    if epsilon is None:
+        return cfg, meta
+    if not 0 <= epsilon <= 1:
+        raise ValueError(f"--epsilon must be in [0, 1], got {epsilon}")
+    if not hasattr(cfg, "eval_epsilon"):
+        raise ValueError(
+            f"--epsilon applies to agents that act epsilon-greedily (dqn, drqn, apex, sb3-dqn); "
+            f"{meta['agent']} plays its own policy, so drop --epsilon"
+        )
+    meta = {**meta, "agent_config": {**meta["agent_config"], "eval_epsilon": epsilon}}
+    return dataclasses.replace(cfg, eval_epsilon=epsilon), meta
 
 
 def run_dir_of(target: str | Path, meta: dict[str, Any]) -> Path:

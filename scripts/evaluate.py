@@ -1,7 +1,7 @@
 """Evaluate saved policies on the evaluation protocol against baselines, with statistics over runs and games.
 
     python scripts/evaluate.py RUN [RUN ...] [--baselines random,human,dqn2015,sb3] [--episodes N]
-                               [--table nature2015|human57] [--out DIR]
+                               [--table nature2015|human57] [--epsilon E] [--out DIR]
 
 Plays N whole games per run (eval mode: no life-loss episodes, raw scores, each run's own sticky-action
 setting) with seeds disjoint from training. Runs that share agent, game and protocol are grouped as seeds.

@@ -10,7 +10,7 @@ import pytest
 
 from pixelrl import compare, stats
 from pixelrl.checkpoint import load_checkpoint, save_checkpoint
-from pixelrl.evaluation import RandomAgent
+from pixelrl.evaluation import RandomAgent, load_agent
 
 TINY = ["--env", "CartPole-v1", "--frames", "2048", "--wandb", "off", "--no-progress", "--eval-episodes", "1"]
 # sb3-ppo's classic preset (the zoo's CartPole entry): 8 envs x 32 steps = 256 per rollout, 8 rollouts.
@@ -279,3 +279,49 @@ def test_a_protocol_option_given_at_its_default_is_the_same_protocol():
     assert compare.protocol_key({"game": "CartPole-v1", "env_options": {"hide_velocity": True}}) == (
         '{"hide_velocity": true}'
     )
+
+
+# ---- the exploration rate of epsilon-greedy agents
+
+
+@pytest.fixture(scope="module")
+def dqn_run(tmp_path_factory, script):
+    run = tmp_path_factory.mktemp("epsilon").resolve() / "dqn-s0"
+    script("train")(["dqn", *TINY, "--run-dir", str(run)])
+    return run
+
+
+def test_epsilon_replaces_the_saved_exploration_rate_of_the_games(dqn_run):
+    obs = np.zeros((2000, 4), dtype=np.float32)  # one observation, 2000 times
+    saved, meta = load_agent(dqn_run, "latest", "cpu")
+    assert meta["agent_config"]["eval_epsilon"] == 0.0  # the classic preset's
+    assert len(set(saved.eval_act(obs))) == 1  # greedy: one action for one observation
+    random, meta = load_agent(dqn_run, "latest", "cpu", eval_epsilon=1.0)
+    assert meta["agent_config"]["eval_epsilon"] == 1.0
+    counts = np.bincount(random.eval_act(obs), minlength=2)
+    assert counts.min() > 850  # uniform over CartPole's 2 actions (1000 expected)
+
+
+def test_the_report_says_which_epsilon_the_games_were_played_with(dqn_run, tmp_path, script):
+    run = copy_run(dqn_run, tmp_path / "dqn-s0")
+    result = script("evaluate")([str(run), "--epsilon", "0.001", "--episodes", "2", "--baselines", "human"])
+    assert [r["eval_epsilon"] for r in result["runs"]] == [0.001]
+    assert "act at random with probability 0.001 (given by --epsilon)" in (run / "eval.md").read_text()
+    assert json.loads((run / "eval.json").read_text())["eval_epsilon"] == 0.001
+
+
+def test_epsilon_is_refused_for_an_agent_that_plays_its_own_policy(runs, tmp_path, script, monkeypatch):
+    _, d = runs
+    run = copy_run(d["ppo0"], tmp_path / "ppo-s0")
+    calls = count_plays(monkeypatch)
+    with pytest.raises(
+        SystemExit, match=r"^error: --epsilon applies to agents that act epsilon-greedily"
+    ) as err:
+        script("evaluate")([str(run), "--epsilon", "0.001", "--episodes", "2"])
+    assert "ppo plays its own policy, so drop --epsilon" in str(err.value.code) and calls == []
+    assert not list(tmp_path.rglob("eval.*"))
+
+
+def test_an_epsilon_outside_zero_to_one_is_refused(dqn_run, script):
+    with pytest.raises(SystemExit, match=r"epsilon.*\[0, 1\]"):
+        script("evaluate")([str(dqn_run), "--epsilon", "1.5"])
