@@ -26,7 +26,7 @@ from pixelrl.checkpoint import (
     read_meta,
 )
 from pixelrl.logger import RunFilesError
-from pixelrl.training import Diverged, Interrupted, RunConfig
+from pixelrl.training import Diverged, Interrupted, RunConfig, changed_fields
 
 T = TypeVar("T")
 
@@ -166,14 +166,12 @@ def _parse_resume(spec: agents.AgentSpec, run_dir: Path, rest: list[str]) -> tup
             raise CheckpointError(path, f"its run_config does not make a RunConfig: {err}") from None
         saved_cfg = checkpoint_agent(meta, path)[1]
     run, cfg = _parse_over(spec, rest, saved_run, saved_cfg)
-    changed = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(saved_cfg, f.name)]
-    changed += [
+    allowed = (*spec.resumable, *RESUMABLE)
+    refused = changed_fields(spec, saved_cfg, cfg) + [
         f.name
         for f in dataclasses.fields(run)
-        if f.name != "env" and getattr(run, f.name) != getattr(saved_run, f.name)
+        if f.name not in (*allowed, "env") and getattr(run, f.name) != getattr(saved_run, f.name)
     ]
-    allowed = (*spec.resumable, *RESUMABLE)
-    refused = [name for name in changed if name not in allowed]
     if refused:
         flags = ", ".join("--" + n.replace("_", "-") for n in refused)
         raise SystemExit(

@@ -27,9 +27,11 @@ import envs
 import nets
 from agents.common import check_config
 from pixelrl.checkpoint import (
+    RESUMABLE,
     RUN_FIELDS,
     CheckpointError,
     check_agent_fits,
+    checkpoint_agent,
     find_checkpoint,
     load_arrays,
     load_checkpoint,
@@ -451,8 +453,32 @@ def train_to_budget(
     if latest.exists() and holds_budget(latest, cfg.frames):
         return False
     resume = run.run_dir if latest.exists() else None
+    if resume is not None:
+        check_unchanged(spec, latest, cfg)
     Trainer(spec, dataclasses.replace(run, resume=resume), cfg, observer).main()
     return True
+
+
+def changed_fields(spec: agents.AgentSpec, saved: Any, cfg: Any) -> list[str]:
+    """Config fields where `cfg` differs from a run's `saved` config and a resume may not change them."""
+    allowed = {*spec.resumable, *RESUMABLE}
+    return [f.name for f in dataclasses.fields(cfg)
+            if f.name not in allowed and getattr(cfg, f.name) != getattr(saved, f.name)]  # fmt: skip
+
+
+def check_unchanged(spec: agents.AgentSpec, checkpoint: Path, cfg: Any) -> None:
+    """Refuse to continue the run of `checkpoint` with other settings than it was trained with (a preset
+    edited since it started, say), before anything is built: the run would mix two configurations."""
+    saved = checkpoint_agent(read_meta(checkpoint, RUN_FIELDS), checkpoint)[1]
+    changed = changed_fields(spec, saved, cfg)
+    if changed:
+        was = ", ".join(f"{name}={getattr(saved, name)!r}" for name in changed)
+        now = ", ".join(f"{name}={getattr(cfg, name)!r}" for name in changed)
+        raise ValueError(
+            f"{checkpoint.parent.parent} was trained with {was}, and this call asks for {now}; a resume "
+            f"may change only {', '.join(sorted({*spec.resumable, *RESUMABLE}))}: put the settings back, "
+            "or train a new run in another directory"
+        )
 
 
 MIN_FREE_BYTES = 200 * 2**20  # checkpoints, videos and metrics of a run: refuse less before training

@@ -12,7 +12,7 @@ import envs
 import nets
 from pixelrl import cli, evaluation
 from pixelrl.checkpoint import save_checkpoint
-from pixelrl.training import RunConfig, Session, Trainer
+from pixelrl.training import RunConfig, Session, Trainer, train_to_budget
 
 PPO = agents.get_agent("ppo")
 
@@ -62,3 +62,17 @@ def test_an_old_run_with_bf16_in_its_config_resumes_and_evaluates(tmp_path, monk
     assert loaded.actor_critic.precision == resumed
     _, _, other = cli.parse_train(["ppo", "--resume", str(run_dir), "--precision", "tf32"], None)
     assert other.precision == "tf32"  # a resume may choose again, e.g. on another device
+
+
+def test_continuing_a_run_to_its_budget_refuses_changed_settings_before_training(tmp_path):
+    """What benchmark.py learning and sweeps call: a preset edited since the run started must not train the
+    rest of the run with other settings; its budget and the evaluation rate may change."""
+    cfg = dataclasses.replace(PPO.presets["classic"], frames=512)
+    run = RunConfig(env="CartPole-v1", run_dir=tmp_path / "run", wandb="off", eval_episodes=1, progress=False)
+    assert train_to_budget(PPO, run, cfg)
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    refused = r"run was trained with lr=0\.001, and this call asks for lr=0\.01; a resume may change only "
+    with pytest.raises(ValueError, match=refused + r".*frames.*: put the settings back"):
+        train_to_budget(PPO, run, dataclasses.replace(cfg, frames=1024, lr=0.01))
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics  # nothing trained
+    assert train_to_budget(PPO, run, dataclasses.replace(cfg, frames=1024))  # a longer budget continues it
