@@ -68,7 +68,7 @@ class EvaluateOptions:
     """Which checkpoint of a run directory: best or latest."""
     epsilon: float | None = None
     """Exploration rate of epsilon-greedy agents (the DQN family) in the games: default, each run's own
-    eval_epsilon (0.05, Mnih et al. 2015). Rainbow's protocol (Hessel et al. 2018) plays at 0.001."""
+    eval_epsilon (the Atari preset's 0.05 as Mnih et al. 2015; the fast preset's 0.001 as Rainbow)."""
     baselines: str | None = None
     """Comma-separated: random (played here on the same protocol, cached), human and dqn2015 (published),
     sb3 (Stable-Baselines3 runs of the same game and protocol, given or in the same folder). Default:
